@@ -10,10 +10,10 @@ use cellfab_model::stage::{Line, StageCtx};
 use cellfab_model::stages::calendaring::CalenderedElectrode;
 use cellfab_model::stages::coating::WetFilm;
 use cellfab_model::stages::drying::DryElectrode;
-use cellfab_model::stages::inspection::{InspectedLanes, LaneVerdicts};
+use cellfab_model::stages::inspection::{InspectedLanes, LaneVerdicts, SegmentVerdict};
 use cellfab_model::stages::mixing::Slurry;
 use cellfab_model::stages::rewinding::{ElectrodeReels, Reel, ReelPiece};
-use cellfab_model::stages::slitting::{Lane, SlitLanes};
+use cellfab_model::stages::slitting::{BladeState, Lane, SlitLanes};
 use cellfab_model::web::{SegmentFlags, WebGrid};
 use std::sync::OnceLock;
 
@@ -189,6 +189,24 @@ fn build(line: Line) -> ElectrodeReels {
             segment_ok: (0..n_md).map(|i| i >= scrap_segments).collect(),
             measured_areal_mass_kg_m2: l.areal_mass_kg_m2.clone(),
             measured_thickness_m: l.electrode_thickness_m.clone(),
+            measured_width_m: l.width_m.clone(),
+            measured_burr_height_m: l.burr_height_m.clone(),
+            defects_detected: vec![0; n_md],
+            verdicts: (0..n_md)
+                .map(|i| {
+                    let ok = i >= scrap_segments;
+                    SegmentVerdict {
+                        width_ok: true,
+                        thickness_ok: true,
+                        areal_mass_ok: true,
+                        burr_ok: true,
+                        surface_ok: ok,
+                        overall_ok: ok,
+                    }
+                })
+                .collect(),
+            accepted_length_m: (n_md - scrap_segments) as f64 * 0.5 * n.length_scale,
+            rejected_length_m: scrap_segments as f64 * 0.5 * n.length_scale,
         })
         .collect();
     let moisture = n.moisture_coeff_per_pa * water_vapour_pressure_pa(-40.0);
@@ -205,10 +223,17 @@ fn build(line: Line) -> ElectrodeReels {
             core_pressure_pa: if anode { 1.617e6 } else { 1.913e6 },
             moisture_mass_frac: moisture,
             scrapped: false,
+            end_tension_n: if anode { 11.61 } else { 11.77 },
         })
         .collect();
     ElectrodeReels {
-        inspected: InspectedLanes { slit: SlitLanes { electrode: calendered, lanes, edge_trim_m: trim }, verdicts },
+        inspected: InspectedLanes { slit: SlitLanes {
+                electrode: calendered,
+                lanes,
+                edge_trim_m: trim,
+                knife_positions_m: Vec::new(),
+                blade: BladeState::default(),
+            }, verdicts },
         reels,
     }
 }
