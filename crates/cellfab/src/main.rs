@@ -1,1 +1,47 @@
-fn main() {}
+//! The `cellfab` binary: glue that parses arguments, builds a plant and wires sinks.
+//!
+//! * `cellfab run` — simulate batches and write the seed-layout run folder (the prototype's
+//!   "local script"), with progress bars and a summary table.
+//! * `cellfab params` — print the default configuration as commented TOML (or its JSON
+//!   Schema).
+//! * `cellfab bench` — timings of a default batch and of each stage's model stepping.
+
+mod bench;
+mod params;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+/// cellfab: a digital twin of a lithium-ion cell factory.
+#[derive(Parser, Debug)]
+#[command(name = "cellfab", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Simulate batches through the whole plant and write the run folder.
+    Run(run::RunArgs),
+    /// Print the default parameters (TOML, each field commented with unit, range and meaning).
+    Params(params::ParamsArgs),
+    /// Measure a default batch end to end and each stage's model stepping (use --release).
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Params(args) => params::params(args),
+        Command::Bench(args) => bench::bench(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -227,13 +227,16 @@ fn build(line: Line) -> ElectrodeReels {
         })
         .collect();
     ElectrodeReels {
-        inspected: InspectedLanes { slit: SlitLanes {
+        inspected: InspectedLanes {
+            slit: SlitLanes {
                 electrode: calendered,
                 lanes,
                 edge_trim_m: trim,
                 knife_positions_m: Vec::new(),
                 blade: BladeState::default(),
-            }, verdicts },
+            },
+            verdicts,
+        },
         reels,
     }
 }

@@ -1,0 +1,253 @@
+//! The seed-compatible JSON layout (MODELS.md §0.10; the prototype's README §8).
+//!
+//! Sample files: `<Machine ID>_<TimeStamp with ':' and '.' → '-'>_result_at_<X>s.json` with X
+//! the stage time rounded half to even; final files:
+//! `<Machine ID>_<TimeStamp of the end>_final_results_<Machine ID>.json`. A record starts with
+//! the base keys `TimeStamp`, `Duration` (aging: `Duration (days)`), `Machine ID`, `Process`,
+//! (`Electrode Type` for mixing), `Batch`, then the stage's legacy keys with measured values
+//! in legacy units, then `"cellfab"`: the full typed sample with unit-suffixed names.
+//! Timestamps are plant epoch + plant time, UTC, with microseconds.
+
+use crate::atomic::{write_atomic, AtomicAppender, WriterPool};
+use cellfab_model::legacy::LegacyRecord;
+use cellfab_model::{Line, StageKind};
+use cellfab_plant::events::{MachineRef, PlantEvent};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Writes one run folder from the event stream.
+pub struct SeedLayoutWriter {
+    run_dir: PathBuf,
+    epoch_us: i64,
+    pool: WriterPool,
+    sample_counts: BTreeMap<String, u64>,
+    files: Vec<String>,
+    /// Alarm lines keyed by (plant time, machine id); sorted at the end because machines on
+    /// different threads interleave their events in any order.
+    alarms: Vec<(f64, String, String)>,
+    cells: AtomicAppender,
+    alarm_count: u64,
+    cell_count: u64,
+}
+
+/// Threads that write sample files (the per-file cost of a file system is mostly system
+/// time, which parallelises across cores).
+pub const WRITER_THREADS: usize = 1;
+
+/// The run's `manifest.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Manifest {
+    /// Always "cellfab".
+    pub tool: &'static str,
+    /// Version of cellfab.
+    pub version: &'static str,
+    /// Name of the run folder.
+    pub run_id: String,
+    /// Master seed.
+    pub seed: u64,
+    /// Plant epoch, RFC 3339.
+    pub start: String,
+    /// Random generator and normal sampler.
+    pub generator: &'static str,
+    /// Plant time at which the last batch finished [s].
+    pub plant_end_t_s: f64,
+    /// Samples written per machine id.
+    pub sample_counts: BTreeMap<String, u64>,
+    /// Alarm events written to alarms.jsonl.
+    pub alarm_events: u64,
+    /// Cells written to cell_results.jsonl.
+    pub cells: u64,
+    /// Every file of the run folder but the manifest, sorted.
+    pub files: Vec<String>,
+    /// The full configuration of the run.
+    pub config: Value,
+    /// Wall-clock instant the run finished (differs between runs).
+    pub created_at: String,
+    /// Wall time of the run [s] (differs between runs).
+    pub wall_time_s: f64,
+}
+
+/// The stage-output folders of the seed layout.
+pub fn stage_folders() -> Vec<String> {
+    StageKind::ALL.iter().map(|s| s.folder()).collect()
+}
+
+/// Formats plant epoch + `t_us` as `2025-01-01T00:00:05.000000` (UTC, microseconds).
+pub fn timestamp(epoch_us: i64, t_s: f64) -> String {
+    let us = epoch_us + (t_s * 1e6).round() as i64;
+    let ts = jiff::Timestamp::from_microsecond(us).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    ts.strftime("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+/// Rounds half to even to an integer (Python's `round`), for `result_at_<X>s`.
+pub fn round_half_even(x: f64) -> i64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 && (r as i64) % 2 != 0 {
+        (r - x.signum()) as i64
+    } else {
+        r as i64
+    }
+}
+
+impl SeedLayoutWriter {
+    /// Creates `out_dir/run_id/` with its stage folders. Fails if the folder exists.
+    pub fn create(out_dir: &Path, run_id: &str, epoch: jiff::Timestamp) -> std::io::Result<Self> {
+        let run_dir = out_dir.join(run_id);
+        std::fs::create_dir_all(out_dir)?;
+        std::fs::create_dir(&run_dir)?;
+        for folder in stage_folders() {
+            std::fs::create_dir(run_dir.join(folder))?;
+        }
+        let cells = AtomicAppender::create(&run_dir.join("cell_results.jsonl"))?;
+        Ok(Self {
+            run_dir,
+            epoch_us: epoch.as_microsecond(),
+            pool: WriterPool::new(WRITER_THREADS),
+            sample_counts: BTreeMap::new(),
+            files: Vec::new(),
+            alarms: Vec::new(),
+            cells,
+            alarm_count: 0,
+            cell_count: 0,
+        })
+    }
+
+    /// The run folder.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    fn base(&self, machine: &MachineRef, t_s: f64, stage_time_s: f64) -> (LegacyRecord, String) {
+        let ts = timestamp(self.epoch_us, t_s);
+        let mut r = LegacyRecord::new();
+        r.insert("TimeStamp".into(), Value::String(ts.clone()));
+        if machine.stage == StageKind::Aging {
+            cellfab_model::legacy::put(&mut r, "Duration (days)", stage_time_s / 86400.0);
+        } else {
+            cellfab_model::legacy::put(&mut r, "Duration", stage_time_s);
+        }
+        r.insert("Machine ID".into(), Value::String(machine.machine_id.clone()));
+        r.insert("Process".into(), Value::String(machine.stage.process().into()));
+        if machine.stage == StageKind::Mixing || machine.line != Line::Cell {
+            r.insert("Electrode Type".into(), Value::String(machine.line.title().into()));
+        }
+        r.insert("Batch".into(), Value::from(machine.batch));
+        (r, ts.replace([':', '.'], "-"))
+    }
+
+    fn write_record(&mut self, machine: &MachineRef, file_name: String, record: &LegacyRecord) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(4096);
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+        record.serialize(&mut ser).map_err(std::io::Error::other)?;
+        let rel = format!("{}/{}", machine.stage.folder(), file_name);
+        self.pool.submit(machine.stage as usize, self.run_dir.join(&rel), buf)?;
+        self.files.push(rel);
+        Ok(())
+    }
+
+    /// Writes what one event asks for.
+    pub fn handle(&mut self, event: &PlantEvent) -> std::io::Result<()> {
+        match event {
+            PlantEvent::Sample { t_s, machine, sample, .. } => {
+                let st = sample.stage_time_s();
+                let (mut rec, ts) = self.base(machine, *t_s, st);
+                sample.legacy(&mut rec);
+                rec.insert("cellfab".into(), sample.to_json());
+                let name = format!("{}_{}_result_at_{}s.json", machine.machine_id, ts, round_half_even(st));
+                self.write_record(machine, name, &rec)?;
+                *self.sample_counts.entry(machine.machine_id.clone()).or_default() += 1;
+            }
+            PlantEvent::StageFinished { t_s, machine, duration_s, result, .. } => {
+                let (mut rec, ts) = self.base(machine, *t_s, *duration_s);
+                result.legacy(&mut rec);
+                rec.insert("cellfab".into(), result.to_json());
+                let name = format!("{}_{}_final_results_{}.json", machine.machine_id, ts, machine.machine_id);
+                self.write_record(machine, name, &rec)?;
+            }
+            PlantEvent::Alarm { batch, alarm } => {
+                let mut v = serde_json::to_value(alarm.as_ref()).map_err(std::io::Error::other)?;
+                if let Value::Object(m) = &mut v {
+                    m.insert("batch".into(), Value::from(*batch));
+                    m.insert("timestamp".into(), Value::String(timestamp(self.epoch_us, alarm.t_s)));
+                }
+                self.alarms.push((alarm.t_s, alarm.machine_id.clone(), v.to_string()));
+                self.alarm_count += 1;
+            }
+            PlantEvent::CellResults { rows, .. } => {
+                for row in rows.iter() {
+                    self.cells.line(&row.to_string())?;
+                }
+                self.cell_count += rows.len() as u64;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Closes the JSON Lines files and writes `manifest.json` last.
+    pub fn finish(
+        mut self,
+        seed: u64,
+        start: &str,
+        plant_end_t_s: f64,
+        config: Value,
+        wall_time_s: f64,
+    ) -> std::io::Result<Manifest> {
+        self.pool.finish()?;
+        // stable: events of one machine keep their order
+        self.alarms.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let mut alarms = AtomicAppender::create(&self.run_dir.join("alarms.jsonl"))?;
+        for (_, _, line) in &self.alarms {
+            alarms.line(line)?;
+        }
+        alarms.finish()?;
+        self.cells.finish()?;
+        self.files.push("alarms.jsonl".into());
+        self.files.push("cell_results.jsonl".into());
+        self.files.sort_unstable();
+        let run_id = self.run_dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let manifest = Manifest {
+            tool: "cellfab",
+            version: env!("CARGO_PKG_VERSION"),
+            run_id,
+            seed,
+            start: start.to_string(),
+            generator: cellfab_model::random::GENERATOR_NAME,
+            plant_end_t_s,
+            sample_counts: self.sample_counts,
+            alarm_events: self.alarm_count,
+            cells: self.cell_count,
+            files: self.files,
+            config,
+            created_at: jiff::Timestamp::now().to_string(),
+            wall_time_s,
+        };
+        let bytes = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
+        write_atomic(&self.run_dir.join("manifest.json"), &bytes)?;
+        Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_even_rounding_as_python() {
+        assert_eq!(round_half_even(2.5), 2);
+        assert_eq!(round_half_even(3.5), 4);
+        assert_eq!(round_half_even(2968.75), 2969);
+        assert_eq!(round_half_even(2.4), 2);
+        assert_eq!(round_half_even(0.0), 0);
+    }
+
+    #[test]
+    fn timestamps_are_plant_epoch_plus_time() {
+        let epoch: jiff::Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(timestamp(epoch.as_microsecond(), 5.0), "2025-01-01T00:00:05.000000");
+        assert_eq!(timestamp(epoch.as_microsecond(), 3600.25), "2025-01-01T01:00:00.250000");
+    }
+}

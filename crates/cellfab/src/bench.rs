@@ -1,0 +1,175 @@
+//! `cellfab bench`: measures one default batch end to end (with and without writing the
+//! run folder) and each stage's model stepping alone. Figures go to docs/PERFORMANCE.md.
+//! Build with `--release`; a debug build measures the compiler, not the model.
+
+use anyhow::Result;
+use cellfab_model::random::stream;
+use cellfab_model::stage::{CountSink, Stage, StageCtx};
+use cellfab_model::stages::{
+    aging::Aging,
+    assembly::{Assembly, AssemblyInput},
+    calendaring::Calendaring,
+    coating::Coating,
+    drying::Drying,
+    filling::Filling,
+    formation::Formation,
+    inspection::Inspection,
+    mixing::Mixing,
+    rewinding::Rewinding,
+    slitting::Slitting,
+};
+use cellfab_model::Line;
+use cellfab_plant::{Delivery, Plant, PlantConfig};
+use cellfab_store::SeedLayoutWriter;
+use std::time::Instant;
+
+/// Arguments of `cellfab bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Repetitions of each measurement (the best and the median are reported).
+    #[arg(long, default_value_t = 5)]
+    repeat: u32,
+    /// Skip the cell line (assembly … aging) in the stage table.
+    #[arg(long)]
+    electrode_only: bool,
+}
+
+fn stats(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2])
+}
+
+fn fixed_config() -> PlantConfig {
+    let mut c = PlantConfig::default();
+    c.plant.start = "2025-01-01T00:00:00Z".into();
+    c
+}
+
+fn end_to_end(with_files: bool, repeat: u32) -> Result<(f64, f64, u64)> {
+    let mut times = Vec::new();
+    let mut files = 0;
+    for _ in 0..repeat {
+        let dir = std::env::temp_dir().join(format!("cellfab-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let plant = Plant::new(fixed_config(), jiff::Timestamp::now())?;
+        let t0 = Instant::now();
+        if with_files {
+            let mut w = SeedLayoutWriter::create(&dir, "run", plant.epoch())?;
+            let sub = plant.bus().subscribe(4096, Delivery::Reliable);
+            let h = std::thread::spawn(move || -> std::io::Result<SeedLayoutWriter> {
+                for e in sub.rx {
+                    w.handle(&e)?;
+                }
+                Ok(w)
+            });
+            let report = plant.run()?;
+            let w = h.join().map_err(|_| anyhow::anyhow!("writer crashed"))??;
+            let m = w.finish(report.seed, &report.start, report.end_t_s, serde_json::Value::Null, 0.0)?;
+            files = m.files.len() as u64 + 1;
+        } else {
+            plant.run()?;
+        }
+        times.push(t0.elapsed().as_secs_f64());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let (best, median) = stats(times);
+    Ok((best, median, files))
+}
+
+struct Row {
+    name: String,
+    best_s: f64,
+    median_s: f64,
+    samples: u64,
+    sim_s: f64,
+}
+
+fn stage<S: Stage>(params: &S::Params, line: Line, input: &S::Input, repeat: u32, rows: &mut Vec<Row>) -> S::Output
+where
+    S::Input: Clone,
+{
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..repeat.max(1) {
+        let input = input.clone();
+        let (mut p, mut s) = (stream(42, &[1]), stream(42, &[2]));
+        let mut ctx = StageCtx {
+            batch_id: 1,
+            line,
+            start_t_s: 0.0,
+            process_rng: &mut p,
+            sensor_rng: &mut s,
+            stream_seed: 7,
+            process_variability: true,
+            sensor_noise: true,
+        };
+        let mut sink = CountSink::default();
+        let mut machine = S::MachineState::default();
+        let t0 = Instant::now();
+        let run = S::run(params, input, &mut machine, &mut ctx, &mut sink);
+        times.push(t0.elapsed().as_secs_f64());
+        last = Some((run, sink.samples));
+    }
+    let (run, samples) = last.expect("at least one repetition");
+    let (best_s, median_s) = stats(times);
+    rows.push(Row { name: S::KIND.machine_id(line), best_s, median_s, samples, sim_s: run.duration_s });
+    run.output
+}
+
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let r = args.repeat.max(1);
+    println!("cellfab bench ({} build, {} repetitions)", if cfg!(debug_assertions) { "DEBUG" } else { "release" }, r);
+    let (best, median, files) = end_to_end(true, r)?;
+    println!("end to end, 1 default batch, all 11 stages, seed-layout files ({files} files): best {best:.3} s, median {median:.3} s");
+    let (best, median, _) = end_to_end(false, r)?;
+    println!(
+        "end to end, 1 default batch, all 11 stages, no sinks:                 best {best:.3} s, median {median:.3} s"
+    );
+
+    let c = PlantConfig::default();
+    let mut rows = Vec::new();
+    let mut reels = Vec::new();
+    for (line, lc) in [(Line::Anode, &c.anode), (Line::Cathode, &c.cathode)] {
+        let slurry = stage::<Mixing>(&lc.mixing, line, &lc.recipe, r, &mut rows);
+        let film = stage::<Coating>(&lc.coating, line, &slurry, r, &mut rows);
+        let dry = stage::<Drying>(&lc.drying, line, &film, r, &mut rows);
+        let cal = stage::<Calendaring>(&lc.calendaring, line, &dry, r, &mut rows);
+        let slit = stage::<Slitting>(&lc.slitting, line, &cal, r, &mut rows);
+        let insp = stage::<Inspection>(&lc.inspection, line, &slit, r, &mut rows);
+        reels.push(stage::<Rewinding>(&lc.rewinding, line, &insp, r, &mut rows));
+    }
+    if !args.electrode_only {
+        let cathode = reels.pop().expect("cathode reels");
+        let anode = reels.pop().expect("anode reels");
+        let input = AssemblyInput { anode, cathode };
+        let cells = stage::<Assembly>(&c.cell.assembly, Line::Cell, &input, r, &mut rows);
+        let filled = stage::<Filling>(&c.cell.filling, Line::Cell, &cells, r, &mut rows);
+        let formed = stage::<Formation>(&c.cell.formation, Line::Cell, &filled, r, &mut rows);
+        stage::<Aging>(&c.cell.aging, Line::Cell, &formed, r, &mut rows);
+    }
+    println!("\nmodel stepping alone (samples counted, not stored):");
+    println!(
+        "{:<20} {:>10} {:>10} {:>8} {:>14} {:>16}",
+        "machine", "best ms", "median ms", "samples", "samples/s", "sim s per wall s"
+    );
+    for row in &rows {
+        println!(
+            "{:<20} {:>10.3} {:>10.3} {:>8} {:>14.0} {:>16.3e}",
+            row.name,
+            row.best_s * 1e3,
+            row.median_s * 1e3,
+            row.samples,
+            row.samples as f64 / row.best_s,
+            row.sim_s / row.best_s
+        );
+    }
+    let electrode: Vec<&Row> = rows.iter().filter(|r| !r.name.ends_with("_Cell")).collect();
+    let (t, n) = electrode.iter().fold((0.0, 0u64), |(t, n), r| (t + r.best_s, n + r.samples));
+    println!(
+        "\nelectrode lines (7 stages × 2 lines): {:.3} ms for {} samples = {:.2e} samples/s",
+        t * 1e3,
+        n,
+        n as f64 / t
+    );
+    Ok(())
+}
