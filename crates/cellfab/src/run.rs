@@ -96,9 +96,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     let batches = plant.config().plant.batches as u64;
     let progress = (!args.quiet).then(|| Progress::new(batches));
     let wall = Instant::now();
-    let writer_thread = std::thread::spawn(move || -> std::io::Result<SeedLayoutWriter> {
+    let writer_thread = std::thread::spawn(move || -> std::io::Result<(SeedLayoutWriter, CellSummary)> {
+        let mut cells = CellSummary::default();
         for event in events.rx {
             writer.handle(&event)?;
+            if let PlantEvent::CellResults { rows, .. } = &*event {
+                rows.iter().for_each(|r| cells.add(r));
+            }
             if let Some(p) = &progress {
                 p.on(&event);
             }
@@ -106,17 +110,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         if let Some(p) = progress {
             p.finish();
         }
-        Ok(writer)
+        Ok((writer, cells))
     });
     let report = plant.run();
     let writer = writer_thread.join().map_err(|_| anyhow::anyhow!("the file writer crashed"))?;
     let report = report?;
-    let writer = writer.context("writing the run folder")?;
+    let (writer, cells) = writer.context("writing the run folder")?;
     let run_dir = writer.run_dir().to_path_buf();
     let config_json = serde_json::to_value(plant.config())?;
     let manifest = writer.finish(seed, &report.start, report.end_t_s, config_json, wall.elapsed().as_secs_f64())?;
     if !args.quiet {
         print_summary(&report, &manifest, wall.elapsed().as_secs_f64());
+        cells.print();
     }
     println!("{}", run_dir.display());
     Ok(())
@@ -202,5 +207,63 @@ fn fmt_value(v: f64) -> String {
         format!("{:.4}", v).trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
         format!("{v:.4e}")
+    }
+}
+
+/// Lot statistics of the per-cell results, for the summary.
+#[derive(Default)]
+struct CellSummary {
+    cells: u64,
+    sums: BTreeMap<&'static str, (f64, u64)>,
+    grades: BTreeMap<String, u64>,
+    rejects: BTreeMap<String, u64>,
+}
+
+impl CellSummary {
+    const FIELDS: [(&'static str, &'static str, f64); 6] = [
+        ("discharge_capacity_ah", "capacity Ah", 1.0),
+        ("discharge_energy_wh", "energy Wh", 1.0),
+        ("first_cycle_efficiency_frac", "first-cycle efficiency", 1.0),
+        ("dcr_10s_ohm", "DCR 10 s mΩ", 1e3),
+        ("k_value_mv_per_day", "K-value mV/day", 1.0),
+        ("specific_energy_wh_kg", "specific energy Wh/kg", 1.0),
+    ];
+
+    fn add(&mut self, row: &serde_json::Value) {
+        self.cells += 1;
+        for (key, _, scale) in Self::FIELDS {
+            if let Some(v) = row.get(key).and_then(serde_json::Value::as_f64) {
+                let e = self.sums.entry(key).or_default();
+                e.0 += v * scale;
+                e.1 += 1;
+            }
+        }
+        if let Some(g) = row.get("grade").and_then(serde_json::Value::as_str) {
+            *self.grades.entry(g.to_string()).or_default() += 1;
+        }
+        for reason in row.get("reject_reasons").and_then(serde_json::Value::as_array).into_iter().flatten() {
+            if let Some(r) = reason.as_str() {
+                *self.rejects.entry(r.to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    fn print(&self) {
+        if self.cells == 0 {
+            return;
+        }
+        let means: Vec<String> = Self::FIELDS
+            .iter()
+            .filter_map(|(key, label, _)| self.sums.get(key).map(|(s, n)| format!("{label} {}", fmt_value(s / *n as f64))))
+            .collect();
+        println!("cells: {} — mean {}", self.cells, means.join(", "));
+        let grades: Vec<String> = self.grades.iter().map(|(g, n)| format!("{g} {n}")).collect();
+        println!("grades: {}", grades.join(", "));
+        if self.rejects.is_empty() {
+            println!("rejects: none");
+        } else {
+            let rejects: Vec<String> = self.rejects.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            println!("rejects by reason: {}", rejects.join(", "));
+        }
     }
 }
