@@ -163,3 +163,38 @@ fn every_cell_result_carries_its_genealogy() {
     let wh_kg = first["specific_energy_wh_kg"].as_f64().unwrap();
     assert!((wh_kg / 223.0 - 1.0).abs() <= B, "specific energy {wh_kg}");
 }
+
+/// MODELS.md §15, last paragraph: with process variability and sensor noise on (seeded), lot
+/// means stay within the B tolerances, the coefficient of variation of Q_dis stays below
+/// 1.5 % and at least 99 % of cells grade A or B.
+#[test]
+fn a_noisy_seeded_lot_stays_near_the_reference() {
+    let mut c = PlantConfig::default();
+    c.plant.start = "2025-01-01T00:00:00Z".into();
+    c.plant.seed = 2024;
+    assert!(c.plant.process_variability && c.plant.sensor_noise);
+    let plant = Plant::new(c, jiff::Timestamp::now()).unwrap();
+    let sub = plant.bus().subscribe(1 << 16, Delivery::Reliable);
+    let h = std::thread::spawn(move || {
+        let mut cells = Vec::new();
+        for e in sub.rx {
+            if let PlantEvent::CellResults { rows, .. } = &*e {
+                cells.extend(rows.iter().cloned());
+            }
+        }
+        cells
+    });
+    plant.run().unwrap();
+    let cells = h.join().unwrap();
+    let q: Vec<f64> = cells.iter().filter_map(|c| c["discharge_capacity_ah"].as_f64()).collect();
+    assert!(q.len() > 14_000, "{} cells formed", q.len());
+    let mean = q.iter().sum::<f64>() / q.len() as f64;
+    let sd = (q.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / q.len() as f64).sqrt();
+    assert!((mean / 3.687 - 1.0).abs() <= B, "mean Q_dis {mean}");
+    assert!(sd / mean < 0.015, "CV of Q_dis {}", sd / mean);
+    let fce: Vec<f64> = cells.iter().filter_map(|c| c["first_cycle_efficiency_frac"].as_f64()).collect();
+    let fce_mean = fce.iter().sum::<f64>() / fce.len() as f64;
+    assert!((fce_mean - 0.879).abs() <= 0.005, "mean FCE {fce_mean}");
+    let good = cells.iter().filter(|c| c["grade"] == "A" || c["grade"] == "B").count();
+    assert!(good as f64 >= 0.99 * cells.len() as f64, "{good} of {} cells grade A or B", cells.len());
+}

@@ -254,7 +254,9 @@ impl CellSummary {
         }
         let means: Vec<String> = Self::FIELDS
             .iter()
-            .filter_map(|(key, label, _)| self.sums.get(key).map(|(s, n)| format!("{label} {}", fmt_value(s / *n as f64))))
+            .filter_map(|(key, label, _)| {
+                self.sums.get(key).map(|(s, n)| format!("{label} {}", fmt_value(s / *n as f64)))
+            })
             .collect();
         println!("cells: {} — mean {}", self.cells, means.join(", "));
         let grades: Vec<String> = self.grades.iter().map(|(g, n)| format!("{g} {n}")).collect();
