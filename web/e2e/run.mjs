@@ -192,6 +192,27 @@ async function main() {
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 
+  await stage("Cancel stops a run paced at ×600", async () => {
+    await page.selectOption('select[name="speed"]', "600");
+    await page.click("button.primary");
+    await page.locator('.run-status [data-status="running"]').waitFor();
+    const id = (await api("/api/v1/runs")).runs[0].id;
+    check(id !== runId, "a new run was started");
+    await page.locator('.node[data-state="running"]').first().waitFor();
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await page.locator('.run-status [data-status="cancelled"]').waitFor();
+    const run = await api(`/api/v1/runs/${id}`);
+    check(run.status === "cancelled", `the server says the run was cancelled (${run.status})`);
+  });
+
+  await stage("Reset (confirmed) clears the results and the history", async () => {
+    await page.getByRole("button", { name: "Reset" }).click();
+    await page.getByRole("button", { name: "Confirm reset?" }).click();
+    await page.locator(".history-card", { hasText: "No runs yet." }).waitFor();
+    const runs = (await api("/api/v1/runs")).runs;
+    check(runs.length === 0, `the server lists no runs after the reset (${runs.length})`);
+  });
+
   await stage("no console errors", async () => {
     check(consoleErrors.length === 0, `console errors:\n${consoleErrors.join("\n")}`);
   });

@@ -265,8 +265,9 @@ export function App() {
   const finals: Finals = {};
   if (run && run.id === currentId) {
     for (const r of run.results ?? []) {
-      const first = Object.entries(r.summary)[0];
-      if (first) finals[r.machine_id] = first;
+      const preferred = machineById(r.machine_id)?.finalKey;
+      const entry = preferred && preferred in r.summary ? ([preferred, r.summary[preferred]] as [string, number]) : Object.entries(r.summary)[0];
+      if (entry) finals[r.machine_id] = entry;
     }
   }
   return (

@@ -17,33 +17,38 @@ export interface MachineDef {
   section: string;
   /** Sample fields shown as the machine's live key value, first found wins. */
   keys: string[];
+  /** Final-result summary entry shown once the machine is done. */
+  finalKey: string;
 }
 
-const ELECTRODE: Array<[string, string, string, string, string[]]> = [
-  ["TK_Mix", "mixing", "Mixing", "mixing", ["viscosity_pa_s", "solids_mass_frac"]],
-  ["MC_Coat", "coating", "Coating", "coating", ["areal_mass_kg_m2", "wet_thickness_m"]],
-  ["MC_Dry", "drying", "Drying", "drying", ["residual_solvent_frac", "web_temperature_exit_degc"]],
-  ["MC_Cal", "calendaring", "Calendering", "calendaring", ["porosity_frac", "line_load_n_m"]],
-  ["MC_Slit", "slitting", "Slitting", "slitting", ["burr_max_m", "web_tension_n"]],
-  ["MC_Inspect", "inspection", "Inspection", "inspection", ["burr_max_m", "position_m"]],
-  ["MC_Rewind", "rewinding", "Rewinding", "rewinding", ["dew_point_degc"]],
+type Row = [prefix: string, stage: string, title: string, section: string, keys: string[], finalKey: string];
+
+const ELECTRODE: Row[] = [
+  ["TK_Mix", "mixing", "Mixing", "mixing", ["viscosity_pa_s", "solids_mass_frac"], "viscosity 10/s 25 °C Pa·s"],
+  ["MC_Coat", "coating", "Coating", "coating", ["areal_mass_kg_m2", "wet_thickness_m"], "areal mass kg/m2"],
+  ["MC_Dry", "drying", "Drying", "drying", ["residual_solvent_frac", "web_temperature_exit_degc"], "residual solvent kg/kg"],
+  ["MC_Cal", "calendaring", "Calendering", "calendaring", ["porosity_frac", "line_load_n_m"], "porosity"],
+  ["MC_Slit", "slitting", "Slitting", "slitting", ["burr_max_m", "web_tension_n"], "max burr um"],
+  ["MC_Inspect", "inspection", "Inspection", "inspection", ["burr_max_m", "position_m"], "accepted m per lane"],
+  ["MC_Rewind", "rewinding", "Rewinding", "rewinding", ["dew_point_degc"], "reel length m"],
 ];
-const CELL: Array<[string, string, string, string, string[]]> = [
-  ["MC_Assembly", "cell_assembly", "Cell assembly", "assembly", ["cells_completed", "cells_rejected"]],
-  ["MC_ElecFill", "electrolyte_filling", "Filling", "filling", ["mean_wetting_frac", "cells_filled"]],
-  ["MC_Formation", "formation_cycling", "Formation", "formation", ["voltage_mean_v", "sei_progress_mean_frac"]],
-  ["MC_Aging", "aging", "Aging", "aging", ["ocv_mean_v", "cells_flagged"]],
+const CELL: Row[] = [
+  ["MC_Assembly", "cell_assembly", "Cell assembly", "assembly", ["cells_completed", "cells_rejected"], "cells"],
+  ["MC_ElecFill", "electrolyte_filling", "Filling", "filling", ["mean_wetting_frac", "cells_filled"], "wetting"],
+  ["MC_Formation", "formation_cycling", "Formation", "formation", ["voltage_mean_v", "sei_progress_mean_frac"], "Q_dis mean Ah"],
+  ["MC_Aging", "aging", "Aging", "aging", ["ocv_mean_v", "cells_flagged"], "grade A"],
 ];
 
-function defs(line: MachineDef["line"], rows: typeof ELECTRODE): MachineDef[] {
+function defs(line: MachineDef["line"], rows: Row[]): MachineDef[] {
   const group = line.toLowerCase();
-  return rows.map(([prefix, stage, title, section, keys]) => ({
+  return rows.map(([prefix, stage, title, section, keys, finalKey]) => ({
     id: `${prefix}_${line}`,
     line,
     stage,
     title,
     section: `${group}.${section}`,
     keys,
+    finalKey,
   }));
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fieldsFor, labelOf, parseInput, rangeOf, setPath, unitOf } from "./schema";
+import { fieldsFor, formatRange, labelOf, parseInput, rangeOf, setPath, unitOf } from "./schema";
 
 // A cut-down copy of the shape `cellfab params --format schema` produces (schemars).
 const schema = {
@@ -94,5 +94,11 @@ describe("form generation from the JSON Schema", () => {
     expect(unitOf("heat_transfer_w_m2_k")?.unit).toBe("W/(m²·K)");
     expect(labelOf("porosity_frac")).toBe("Porosity");
     expect(rangeOf("no range here")).toBeUndefined();
+  });
+
+  it("writes ranges the way the server's messages do", () => {
+    expect(formatRange({ min: 0.01, max: 3, minOpen: false, maxOpen: false }, "m/s")).toBe("[0.01, 3] m/s");
+    expect(formatRange({ min: 0, max: 0.01, minOpen: true, maxOpen: false })).toBe("(0, 0.01]");
+    expect(formatRange({ min: 0, max: Infinity, minOpen: false, maxOpen: false })).toBe("≥ 0");
   });
 });

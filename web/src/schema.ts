@@ -95,7 +95,10 @@ export function rangeOf(description: string): Range | undefined {
 }
 
 export function formatRange(r: Range, unit?: string): string {
-  return `${r.minOpen ? "(" : "["}${r.min}, ${r.max}${r.maxOpen ? ")" : "]"}${unit ? " " + unit : ""}`;
+  const u = unit ? " " + unit : "";
+  if (!Number.isFinite(r.max)) return `${r.minOpen ? ">" : "≥"} ${r.min}${u}`;
+  if (!Number.isFinite(r.min)) return `${r.maxOpen ? "<" : "≤"} ${r.max}${u}`;
+  return `${r.minOpen ? "(" : "["}${r.min}, ${r.max}${r.maxOpen ? ")" : "]"}${u}`;
 }
 
 type Schema = { [key: string]: unknown };

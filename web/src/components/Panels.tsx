@@ -103,6 +103,13 @@ function cellFigures(run: RunView) {
   };
 }
 
+const order = (id: string) => {
+  const i = MACHINES.findIndex((d) => d.id === id);
+  return i < 0 ? MACHINES.length : i;
+};
+/** Anode line, cathode line, cell line, each in flow order; then by batch. */
+const byPlantOrder = (a: StageResult, b: StageResult) => order(a.machine_id) - order(b.machine_id) || a.batch - b.batch;
+
 /** Final values per stage, cell results and downloads of one run. */
 export function Results({ run }: { run: RunView | null }) {
   if (!run) return <p className="muted">Results appear here when a run has finished.</p>;
@@ -139,7 +146,7 @@ export function Results({ run }: { run: RunView | null }) {
               <tr><th scope="col">Machine</th><th scope="col">Batch</th><th scope="col">Pass</th><th scope="col">Duration</th><th scope="col">Final values</th></tr>
             </thead>
             <tbody>
-              {(run.results ?? []).map((r) => (
+              {[...(run.results ?? [])].sort(byPlantOrder).map((r) => (
                 <tr key={`${r.machine_id}-${r.batch}`}>
                   <th scope="row">{title(r.machine_id)}</th>
                   <td>{r.batch}</td>

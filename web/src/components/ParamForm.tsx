@@ -24,7 +24,7 @@ function Field({ field, value, serverError, onChange }: { field: FormField; valu
     setLocalError(null);
     onChange(field.path, JSON.stringify(parsed) === JSON.stringify(field.default) ? undefined : (parsed as Json));
   };
-  const hint = [field.unit, field.range && formatRange(field.range), `default ${shown(field.default)}`].filter(Boolean).join(" · ");
+  const hint = [field.range ? formatRange(field.range, field.unit) : field.unit, `default ${shown(field.default)}`].filter(Boolean).join(" · ");
   let input;
   if (field.kind === "boolean") {
     input = <input id={id} type="checkbox" checked={text === "true"} onChange={(e) => { setText(String(e.target.checked)); commit(String(e.target.checked)); }} />;
