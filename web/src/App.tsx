@@ -133,6 +133,13 @@ export function App() {
     return () => clearTimeout(timer);
   }, [allOverrides, defaults]);
 
+  const plantFields = useMemo(
+    () =>
+      schema && defaults
+        ? fieldsFor(schema, defaults, "plant").filter((f) => ["process_variability", "sensor_noise", "start"].includes(f.name))
+        : [],
+    [schema, defaults],
+  );
   const machine = selected ? machineById(selected) : undefined;
   const fields = useMemo(
     () => (schema && defaults && machine ? fieldsFor(schema, defaults, machine.section) : []),
@@ -358,6 +365,10 @@ export function App() {
               <p className="muted">Loading…</p>
             )}
           </section>
+          <details className="card plant-settings">
+            <summary>Plant settings</summary>
+            <ParamForm fields={plantFields} overrides={overrides} errors={errors} onChange={changeParam} />
+          </details>
           <section className="card" aria-labelledby="log-h">
             <div className="card-head">
               <h2 id="log-h">Live stage updates</h2>
