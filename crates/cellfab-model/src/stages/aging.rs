@@ -11,7 +11,9 @@
 //!
 //! The cell state (y, x, Q₁, Q₂, V₁) continues from the end of formation; at I = 0 only
 //! the SEI (I₁ + I₂, irreversible) and a latent short (I_sh = OCV/R_sh, reversible) move
-//! charge. Each cell is simulated on its own; the anode potential is evaluated once per
+//! charge. Each cell is simulated on its own, in fixed-size chunks ([`CELLS_PER_JOB`]) run
+//! as jobs of `ctx.parallel` and merged in chunk order (bit-identical on any number of
+//! threads); the anode potential is evaluated once per
 //! step and feeds both SEI factors, and the OCV is evaluated only at samples and
 //! measurements (every step only when the cell has a short).
 //!
@@ -34,6 +36,7 @@ use crate::stages::formation::{traced_cell_indices, FormedCell, LotStats};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 /// Noise of the shelf temperature sensor [°C] [E].
 pub const SHELF_TEMPERATURE_SIGMA_DEGC: f64 = 0.1;
@@ -633,6 +636,99 @@ fn age_cells(
         .collect()
 }
 
+/// Cells per parallel job. Fixed, never derived from the thread count: lot sums are added
+/// cell by cell within a chunk and then chunk by chunk, in the same order whatever the
+/// number of threads.
+pub const CELLS_PER_JOB: usize = 256;
+
+/// Per-sample sums and extremes of the cells of one chunk (or of the lot).
+#[derive(Clone, Debug)]
+struct ShelfSums {
+    ocv_sum: Vec<f64>,
+    ocv_min: Vec<f64>,
+    ocv_max: Vec<f64>,
+    soc_sum: Vec<f64>,
+    isd_sum: Vec<f64>,
+}
+
+impl ShelfSums {
+    fn new(ns: usize) -> Self {
+        Self {
+            ocv_sum: vec![0.0; ns],
+            ocv_min: vec![f64::INFINITY; ns],
+            ocv_max: vec![f64::NEG_INFINITY; ns],
+            soc_sum: vec![0.0; ns],
+            isd_sum: vec![0.0; ns],
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, j: usize, pt: &ShelfPoint) {
+        let v = pt.ocv_v.value();
+        self.ocv_sum[j] += v;
+        self.ocv_min[j] = self.ocv_min[j].min(v);
+        self.ocv_max[j] = self.ocv_max[j].max(v);
+        self.soc_sum[j] += pt.soc_frac;
+        self.isd_sum[j] += pt.self_discharge_current_a;
+    }
+
+    /// Adds the sums of a later chunk, sample by sample.
+    fn merge(&mut self, other: &ShelfSums) {
+        for j in 0..self.ocv_sum.len() {
+            self.ocv_sum[j] += other.ocv_sum[j];
+            self.ocv_min[j] = self.ocv_min[j].min(other.ocv_min[j]);
+            self.ocv_max[j] = self.ocv_max[j].max(other.ocv_max[j]);
+            self.soc_sum[j] += other.soc_sum[j];
+            self.isd_sum[j] += other.isd_sum[j];
+        }
+    }
+}
+
+/// What one chunk produced: its sums, the points of its traced cells (by position in the
+/// trace list) and the outcome of every cell (by input index).
+struct ShelfChunk {
+    sums: ShelfSums,
+    traces: Vec<(usize, Vec<ShelfPoint>)>,
+    cells: Vec<(usize, CellAging)>,
+}
+
+/// Ages the cells `chunk` (input indices) in lock-step groups, each cell with its own
+/// sensor stream.
+fn age_chunk(
+    p: &AgingParams,
+    plan: &AgingPlan,
+    input: &[FormedCell],
+    chunk: &[usize],
+    traced: &[usize],
+    stream_seed: u64,
+    noise: bool,
+) -> ShelfChunk {
+    let mut done = ShelfChunk { sums: ShelfSums::new(plan.n_samples), traces: Vec::new(), cells: Vec::new() };
+    for group in chunk.chunks(LOCKSTEP_CELLS) {
+        let cells: Vec<&FormedCell> = group.iter().map(|&i| &input[i]).collect();
+        let mut rngs: Vec<StreamRng> =
+            group.iter().map(|&i| stream(stream_seed, &[Purpose::Sensor as u64, i as u64])).collect();
+        let trace_slots: Vec<Option<usize>> = group
+            .iter()
+            .map(|&i| {
+                traced.iter().position(|&t| t == i).map(|ts| {
+                    done.traces.push((ts, Vec::with_capacity(plan.n_samples)));
+                    done.traces.len() - 1
+                })
+            })
+            .collect();
+        let (sums, traces) = (&mut done.sums, &mut done.traces);
+        let outs = age_cells(p, plan, &cells, noise, &mut rngs, |slot, j, pt| {
+            sums.add(j, pt);
+            if let Some(ts) = trace_slots[slot] {
+                traces[ts].1.push(*pt);
+            }
+        });
+        done.cells.extend(group.iter().copied().zip(outs));
+    }
+    done
+}
+
 // =======================================================================================
 // Samples
 // =======================================================================================
@@ -892,34 +988,30 @@ impl Stage for Aging {
         let shelf_energy_per_cell_j =
             p.shelf_power_ht_w * p.high_temp_phase_s + p.shelf_power_rt_w * (p.duration_s - p.high_temp_phase_s);
 
-        let mut ocv_sum = vec![0.0; ns];
-        let mut ocv_min = vec![f64::INFINITY; ns];
-        let mut ocv_max = vec![f64::NEG_INFINITY; ns];
-        let mut soc_sum = vec![0.0; ns];
-        let mut isd_sum = vec![0.0; ns];
-        let mut traces: Vec<(usize, Vec<ShelfPoint>)> = traced.iter().map(|&i| (i, Vec::with_capacity(ns))).collect();
-        let mut outcomes: Vec<Option<CellAging>> = (0..input.len()).map(|_| None).collect();
+        // The agable cells in fixed-size chunks, one parallel job each; the chunk sums are
+        // merged in chunk order, so any thread count adds the same way.
         let agable_idx: Vec<usize> = (0..input.len()).filter(|&i| agable[i]).collect();
-        for chunk in agable_idx.chunks(LOCKSTEP_CELLS) {
-            let cells: Vec<&FormedCell> = chunk.iter().map(|&i| &input[i]).collect();
-            let mut rngs: Vec<StreamRng> =
-                chunk.iter().map(|&i| stream(ctx.stream_seed, &[Purpose::Sensor as u64, i as u64])).collect();
-            let trace_slots: Vec<Option<usize>> = chunk.iter().map(|&i| traces.iter().position(|t| t.0 == i)).collect();
-            let outs = age_cells(p, &plan, &cells, ctx.sensor_noise, &mut rngs, |slot, j, pt| {
-                let v = pt.ocv_v.value();
-                ocv_sum[j] += v;
-                ocv_min[j] = ocv_min[j].min(v);
-                ocv_max[j] = ocv_max[j].max(v);
-                soc_sum[j] += pt.soc_frac;
-                isd_sum[j] += pt.self_discharge_current_a;
-                if let Some(ts) = trace_slots[slot] {
-                    traces[ts].1.push(*pt);
-                }
-            });
-            for (&i, out) in chunk.iter().zip(outs) {
+        let chunks: Vec<&[usize]> = agable_idx.chunks(CELLS_PER_JOB).collect();
+        let jobs: Vec<Mutex<Option<ShelfChunk>>> = chunks.iter().map(|_| Mutex::new(None)).collect();
+        let (stream_seed, noise) = (ctx.stream_seed, ctx.sensor_noise);
+        ctx.parallel.for_each(chunks.len(), &|k| {
+            let done = age_chunk(p, &plan, &input, chunks[k], &traced, stream_seed, noise);
+            *jobs[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+        });
+        let mut lot = ShelfSums::new(ns);
+        let mut traces: Vec<(usize, Vec<ShelfPoint>)> = traced.iter().map(|&i| (i, Vec::new())).collect();
+        let mut outcomes: Vec<Option<CellAging>> = (0..input.len()).map(|_| None).collect();
+        for job in jobs {
+            let done = job.into_inner().unwrap_or_else(|e| e.into_inner()).expect("Parallel::for_each runs every job");
+            lot.merge(&done.sums);
+            for (ts, points) in done.traces {
+                traces[ts].1 = points;
+            }
+            for (i, out) in done.cells {
                 outcomes[i] = Some(out);
             }
         }
+        let ShelfSums { ocv_sum, ocv_min, ocv_max, soc_sum, isd_sum } = lot;
 
         // Decisions (all at t₂): rejects, flags, then grades against the lot median.
         let mut aged_cells = Vec::with_capacity(input.len());
