@@ -24,7 +24,7 @@
 
 use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Severity};
 use crate::consts::SECONDS_PER_HOUR;
-use crate::electrochem::{pulse_resistance_ohm, CellConstants, CellState, ThermalFactors};
+use crate::electrochem::{pulse_resistance_ohm, CellConstants, CellState, RestLanes, ThermalFactors, REST_LANES};
 use crate::error::{check_non_negative, check_open_min, check_positive, check_range, ParamError};
 use crate::legacy::{put, put_object, put_value, LegacyRecord};
 use crate::random::{stream, Purpose, StreamRng};
@@ -510,20 +510,13 @@ struct CellAging {
     dcr: Reading,
 }
 
-/// Cells stepped side by side by [`age_cells`]. Every cell keeps its own arithmetic; the
-/// independent dependency chains of several cells let the CPU overlap their `exp`s.
-const LOCKSTEP_CELLS: usize = 8;
-
-/// One cell on the shelf while [`age_cells`] runs.
+/// One cell on the shelf while [`age_cells`] runs (its state lives in the [`RestLanes`]).
 struct ShelfCell<'a> {
     c: CellConstants,
-    s: CellState,
-    short: bool,
     soc_per_ah: f64,
     soc: f64,
     sei_start_ah: f64,
     ocv_start_v: f64,
-    u_n: f64,
     ocv_1: Reading,
     ocv_2: Reading,
     self_discharge_current_a: f64,
@@ -532,9 +525,10 @@ struct ShelfCell<'a> {
 
 /// Rests formed cells at open circuit over the plan (MODELS.md §11.2): I = 0, the SEI and a
 /// latent short discharge the cell, `soc −= (I₁ + I₂ + I_sh)·dt/(3600·Q_dis)`. The cells
-/// share the time grid (integration steps shortened to land on every event) and are stepped
-/// side by side; each reads its sensors from its own stream in time order. Calls
-/// `record(slot, j, point)` at every sample j of every cell.
+/// (at most [`REST_LANES`]) share the time grid (integration steps shortened to land on
+/// every event) and are stepped side by side in [`RestLanes`]; each reads its sensors from
+/// its own stream in time order. Calls `record(slot, j, point)` at every sample j of every
+/// cell.
 fn age_cells(
     p: &AgingParams,
     plan: &AgingPlan,
@@ -544,26 +538,25 @@ fn age_cells(
     mut record: impl FnMut(usize, usize, &ShelfPoint),
 ) -> Vec<CellAging> {
     let ocv_sensor = Sensor { resolution: p.ocv_resolution_v, ..Sensor::absolute(p.ocv_sigma_v) };
+    let start: Vec<(CellConstants, CellState)> =
+        cells.iter().map(|cell| (CellConstants::from_filled(&cell.filled), cell.state())).collect();
+    let mut lanes = RestLanes::new(&start);
     let mut shelf: Vec<ShelfCell<'_>> = cells
         .iter()
+        .zip(&start)
         .zip(rngs.iter_mut())
-        .map(|(cell, rng)| {
-            let c = CellConstants::from_filled(&cell.filled);
-            let s = cell.state();
+        .map(|((cell, &(c, s)), rng)| {
             let q_dis = cell.discharge_capacity_ah.true_value;
             let ocv_start_v = s.ocv_v();
             ShelfCell {
-                short: c.has_short(),
                 soc_per_ah: if q_dis > 0.0 { 1.0 / q_dis } else { 0.0 },
                 soc: cell.soc_frac.true_value,
                 sei_start_ah: s.sei_charge_ah(),
                 ocv_start_v,
-                u_n: s.anode_potential_v(),
                 ocv_1: Reading::exact(ocv_start_v),
                 ocv_2: Reading::exact(ocv_start_v),
                 self_discharge_current_a: 0.0,
                 c,
-                s,
                 rng,
             }
         })
@@ -578,12 +571,9 @@ fn age_cells(
             let grid = (k + 1) as f64 * dt;
             let (t_next, on_grid) = if ev_t < grid - eps { (ev_t, false) } else { (grid, true) };
             let h = t_next - t;
-            let tf = plan.factors(t);
-            for sc in shelf.iter_mut() {
-                let ocv = if sc.short { sc.s.cathode_potential_v() - sc.u_n } else { 0.0 };
-                let side = sc.s.step(&sc.c, tf, 0.0, sc.u_n, ocv, h);
-                sc.soc -= side.self_discharge_a() * h / SECONDS_PER_HOUR * sc.soc_per_ah;
-                sc.u_n = sc.s.anode_potential_v();
+            let self_discharge_a = lanes.step(plan.factors(t), h);
+            for (sc, i_sd) in shelf.iter_mut().zip(self_discharge_a) {
+                sc.soc -= i_sd * h / SECONDS_PER_HOUR * sc.soc_per_ah;
             }
             t = t_next;
             if on_grid {
@@ -593,8 +583,9 @@ fn age_cells(
         t = ev_t;
         let tf = plan.factors(t);
         for (slot, sc) in shelf.iter_mut().enumerate() {
-            let ocv_v = sc.s.cathode_potential_v() - sc.u_n;
-            sc.self_discharge_current_a = sc.s.side_currents(&sc.c, tf, 0.0, sc.u_n, ocv_v).self_discharge_a();
+            let (s, u_n) = (lanes.state(slot), lanes.anode_potential_v(slot));
+            let ocv_v = s.cathode_potential_v() - u_n;
+            sc.self_discharge_current_a = s.side_currents(&sc.c, tf, 0.0, u_n, ocv_v).self_discharge_a();
             if kind & EVENT_SAMPLE != 0 {
                 let reading = ocv_sensor.measure(ocv_v, noise, sc.rng);
                 let point = ShelfPoint {
@@ -619,12 +610,14 @@ fn age_cells(
     let dcr_sensor = Sensor::absolute(p.dcr_sigma_ohm);
     shelf
         .into_iter()
-        .map(|sc| {
-            let dcr_true = pulse_resistance_ohm(sc.c.r0_ohm(&sc.s, &ref25), sc.c.r1_ohm(&ref25), p.dcr_pulse_s);
+        .enumerate()
+        .map(|(slot, sc)| {
+            let s = lanes.state(slot);
+            let dcr_true = pulse_resistance_ohm(sc.c.r0_ohm(&s, &ref25), sc.c.r1_ohm(&ref25), p.dcr_pulse_s);
             CellAging {
-                capacity_loss_ah: sc.s.sei_charge_ah() - sc.sei_start_ah,
+                capacity_loss_ah: s.sei_charge_ah() - sc.sei_start_ah,
                 dcr: dcr_sensor.measure(dcr_true, noise, sc.rng),
-                state: sc.s,
+                state: s,
                 constants: sc.c,
                 ocv_start_v: sc.ocv_start_v,
                 ocv_1: sc.ocv_1,
@@ -704,7 +697,7 @@ fn age_chunk(
     noise: bool,
 ) -> ShelfChunk {
     let mut done = ShelfChunk { sums: ShelfSums::new(plan.n_samples), traces: Vec::new(), cells: Vec::new() };
-    for group in chunk.chunks(LOCKSTEP_CELLS) {
+    for group in chunk.chunks(REST_LANES) {
         let cells: Vec<&FormedCell> = group.iter().map(|&i| &input[i]).collect();
         let mut rngs: Vec<StreamRng> =
             group.iter().map(|&i| stream(stream_seed, &[Purpose::Sensor as u64, i as u64])).collect();

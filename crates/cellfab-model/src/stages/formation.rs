@@ -33,7 +33,7 @@
 use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Severity};
 use crate::cell::{FilledCell, Genealogy};
 use crate::consts::SECONDS_PER_HOUR;
-use crate::electrochem::{CellConstants, CellOutputs, CellState, ThermalFactors};
+use crate::electrochem::{electrode_potentials_v, CellConstants, CellOutputs, CellState, ThermalFactors};
 use crate::error::{check_non_negative, check_open_min, check_positive, check_range, ParamError};
 use crate::legacy::{put, put_object, LegacyRecord};
 use crate::random::{stream, Purpose, StreamRng};
@@ -606,8 +606,9 @@ impl<'a> Channel<'a> {
     #[inline]
     fn advance(&mut self, current_a: f64, dt_s: f64, rng: &mut StreamRng) {
         self.state.step(&self.c, &self.tf, current_a, self.anode_potential_v, self.ocv_v, dt_s);
-        self.anode_potential_v = self.state.anode_potential_v();
-        self.ocv_v = self.state.cathode_potential_v() - self.anode_potential_v;
+        let (cathode_v, anode_v) = electrode_potentials_v(self.state.y, self.state.x);
+        self.anode_potential_v = anode_v;
+        self.ocv_v = cathode_v - anode_v;
         self.r0_ohm = self.c.r0_ohm(&self.state, &self.tf);
         let v = self.state.terminal_voltage_v(self.ocv_v, current_a, self.r0_ohm);
         self.voltage = self.voltage_sensor.measure(v, self.noise, rng);
