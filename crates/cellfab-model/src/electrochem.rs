@@ -82,12 +82,14 @@ pub const MIN_SHORT_RESISTANCE_OHM: f64 = 1e-3;
 // Open-circuit potentials
 // ---------------------------------------------------------------------------------------
 
-/// `tanh(z) = 1 − 2/(exp(2z) + 1)`: one `exp` instead of libm's `tanh` (about twice as
-/// fast; absolute error below 1e-15, exact limits ±1 without overflow to NaN). The OCP fits
-/// are evaluated once or twice per integration step of every cell, so this is the hot path.
-#[inline]
-fn fast_tanh(z: f64) -> f64 {
-    1.0 - 2.0 / ((2.0 * z).exp() + 1.0)
+/// `tanh(z) = 1 − 2/(exp(2z) + 1)` from `exp(2z)`: one `exp` instead of libm's `tanh`
+/// (about twice as fast; absolute error below 1e-15, exact limits ±1 without overflow to
+/// NaN). The OCP fits are evaluated once or twice per integration step of every cell, so
+/// this is the hot path; the fits take their `exp`s as arguments so that several can be
+/// evaluated back to back.
+#[inline(always)]
+fn tanh_from_exp(exp_2z: f64) -> f64 {
+    1.0 - 2.0 / (exp_2z + 1.0)
 }
 
 /// NMC811 open-circuit potential vs Li/Li⁺ (Chen et al. 2020, LG M50 fit; MODELS.md §12.2)
@@ -95,19 +97,54 @@ fn fast_tanh(z: f64) -> f64 {
 #[inline]
 pub fn cathode_ocp_chen2020_v(y: f64) -> f64 {
     let y = y.clamp(0.0, 1.0);
-    -0.8090 * y + 4.4875 - 0.0428 * fast_tanh(18.5138 * (y - 0.5542)) - 17.7326 * fast_tanh(15.7890 * (y - 0.3117))
-        + 17.5842 * fast_tanh(15.9308 * (y - 0.3120))
+    cathode_ocp_from_exps(y, cathode_ocp_exponents(y).map(f64::exp))
+}
+
+/// The exponents `2z` of the three `tanh(z)` terms of the NMC811 fit at the clamped `y`.
+#[inline(always)]
+fn cathode_ocp_exponents(y: f64) -> [f64; 3] {
+    [2.0 * (18.5138 * (y - 0.5542)), 2.0 * (15.7890 * (y - 0.3117)), 2.0 * (15.9308 * (y - 0.3120))]
+}
+
+/// The NMC811 fit at the clamped `y` from the `exp`s of [`cathode_ocp_exponents`] [V].
+#[inline(always)]
+fn cathode_ocp_from_exps(y: f64, e: [f64; 3]) -> f64 {
+    -0.8090 * y + 4.4875 - 0.0428 * tanh_from_exp(e[0]) - 17.7326 * tanh_from_exp(e[1]) + 17.5842 * tanh_from_exp(e[2])
+}
+
+/// Both electrode potentials `(U_p(y), U_n(x))` [V], bit-identical to
+/// [`cathode_ocp_chen2020_v`] and [`anode_ocp_chen2020_v`] but with their seven `exp`s
+/// evaluated back to back (the per-step hot path of formation).
+#[inline]
+pub fn electrode_potentials_v(y: f64, x: f64) -> (f64, f64) {
+    let y = y.clamp(0.0, 1.0);
+    let [c0, c1, c2] = cathode_ocp_exponents(y);
+    let [a0, a1, a2, a3] = anode_ocp_exponents(x);
+    let e = [c0, c1, c2, a0, a1, a2, a3].map(f64::exp);
+    (cathode_ocp_from_exps(y, [e[0], e[1], e[2]]), anode_ocp_from_exps([e[3], e[4], e[5], e[6]]))
 }
 
 /// Graphite open-circuit potential vs Li/Li⁺ (Chen et al. 2020, LG M50 fit; MODELS.md §12.2)
 /// [V]; `x` is clamped to [0, 1].
 #[inline]
 pub fn anode_ocp_chen2020_v(x: f64) -> f64 {
+    anode_ocp_from_exps(anode_ocp_exponents(x).map(f64::exp))
+}
+
+/// The four exponents of the graphite fit at `x` (clamped to [0, 1]): `−39.3631·x` and
+/// `2z` of its three `tanh(z)` terms. [`anode_ocp_chen2020_v`] is
+/// `anode_ocp_from_exps(exponents.map(exp))`; the split lets many cells evaluate their
+/// `exp`s back to back and the rest as packed arithmetic, with identical results.
+#[inline(always)]
+fn anode_ocp_exponents(x: f64) -> [f64; 4] {
     let x = x.clamp(0.0, 1.0);
-    1.9793 * (-39.3631 * x).exp() + 0.2482
-        - 0.0909 * fast_tanh(29.8538 * (x - 0.1234))
-        - 0.04478 * fast_tanh(14.9159 * (x - 0.2769))
-        - 0.0205 * fast_tanh(30.4444 * (x - 0.6103))
+    [-39.3631 * x, 2.0 * (29.8538 * (x - 0.1234)), 2.0 * (14.9159 * (x - 0.2769)), 2.0 * (30.4444 * (x - 0.6103))]
+}
+
+/// The graphite fit from the `exp`s of [`anode_ocp_exponents`] [V].
+#[inline(always)]
+fn anode_ocp_from_exps(e: [f64; 4]) -> f64 {
+    1.9793 * e[0] + 0.2482 - 0.0909 * tanh_from_exp(e[1]) - 0.04478 * tanh_from_exp(e[2]) - 0.0205 * tanh_from_exp(e[3])
 }
 
 /// Cell open-circuit voltage `U_p(y) − U_n(x)` (§12.2) [V].
@@ -120,13 +157,31 @@ pub fn open_circuit_voltage_v(y: f64, x: f64) -> f64 {
 /// potentials below ≈ 0.8 V vs Li.
 #[inline]
 pub fn sei_gate(anode_potential_v: f64) -> f64 {
-    1.0 / (1.0 + ((anode_potential_v - SEI_GATE_POTENTIAL_V) / SEI_GATE_WIDTH_V).exp())
+    sei_gate_from_exp(sei_gate_exponent(anode_potential_v).exp())
+}
+
+/// The exponent `(U_n − 0.8)/0.03` of [`sei_gate`].
+#[inline(always)]
+fn sei_gate_exponent(anode_potential_v: f64) -> f64 {
+    (anode_potential_v - SEI_GATE_POTENTIAL_V) / SEI_GATE_WIDTH_V
+}
+
+/// [`sei_gate`] from the `exp` of its exponent.
+#[inline(always)]
+fn sei_gate_from_exp(e: f64) -> f64 {
+    1.0 / (1.0 + e)
 }
 
 /// SOC factor of SEI growth `θ(U_n) = exp((0.13 − U_n)/0.10)` (§12.2): faster at high SOC.
 #[inline]
 pub fn sei_soc_factor(anode_potential_v: f64) -> f64 {
-    ((SOC_FACTOR_POTENTIAL_V - anode_potential_v) / SOC_FACTOR_WIDTH_V).exp()
+    sei_soc_exponent(anode_potential_v).exp()
+}
+
+/// The exponent `(0.13 − U_n)/0.10` of [`sei_soc_factor`].
+#[inline(always)]
+fn sei_soc_exponent(anode_potential_v: f64) -> f64 {
+    (SOC_FACTOR_POTENTIAL_V - anode_potential_v) / SOC_FACTOR_WIDTH_V
 }
 
 // ---------------------------------------------------------------------------------------
@@ -560,11 +615,8 @@ impl CellState {
     ) -> SideCurrents {
         let sigma = sei_gate(anode_potential_v);
         let theta = sei_soc_factor(anode_potential_v);
-        let passivation_a =
-            SECONDS_PER_HOUR * sigma * tf.passivation_rate * (c.passivation_max_ah - self.q1_ah).max(0.0)
-                / PASSIVATION_TIME_S;
-        let growth_a = SECONDS_PER_HOUR * GROWTH_RATE_AH2_M4_S * tf.growth_rate * theta * sigma * c.sei_surface_m2
-            / (self.q2_ah / c.sei_surface_m2 + GROWTH_OFFSET_AH_M2);
+        let passivation_a = passivation_current_a(sigma, tf, c.passivation_max_ah, self.q1_ah);
+        let growth_a = growth_current_a(sigma, theta, tf, c.sei_surface_m2, self.q2_ah);
         let plating_a = if current_a > 0.0 {
             (current_a - passivation_a - growth_a).max(0.0)
                 * ((self.x - PLATING_ONSET_STOICH) / PLATING_RAMP_STOICH).clamp(0.0, 1.0)
@@ -605,6 +657,157 @@ impl CellState {
         self.q_pl_ah += side.plating_a * h;
         self.v1_v += dt_s * (current_a * c.r1_ohm(tf) - self.v1_v) / RC_TIME_CONSTANT_S;
         side
+    }
+}
+
+/// SEI passivation current `I₁ = 3600·σ·k₁(T)·max(Q₁,max − Q₁, 0)/τ₁` (§12.2) [A].
+#[inline(always)]
+fn passivation_current_a(sigma: f64, tf: &ThermalFactors, passivation_max_ah: f64, q1_ah: f64) -> f64 {
+    SECONDS_PER_HOUR * sigma * tf.passivation_rate * (passivation_max_ah - q1_ah).max(0.0) / PASSIVATION_TIME_S
+}
+
+/// SEI growth current `I₂ = 3600·K₂·k₂(T)·θ·σ·A_s/(Q₂/A_s + q₂₀)` (§12.2) [A].
+#[inline(always)]
+fn growth_current_a(sigma: f64, theta: f64, tf: &ThermalFactors, sei_surface_m2: f64, q2_ah: f64) -> f64 {
+    SECONDS_PER_HOUR * GROWTH_RATE_AH2_M4_S * tf.growth_rate * theta * sigma * sei_surface_m2
+        / (q2_ah / sei_surface_m2 + GROWTH_OFFSET_AH_M2)
+}
+
+/// Cells stepped side by side by [`RestLanes`].
+pub const REST_LANES: usize = 8;
+
+/// Up to [`REST_LANES`] cells at open circuit (I = 0), stored lane by lane (one array per
+/// quantity), for aging. [`RestLanes::step`] does, for every lane, exactly the arithmetic of
+/// [`CellState::step`] at zero current followed by [`CellState::anode_potential_v`] — the
+/// results are bit-identical — but it evaluates every `exp` of all lanes back to back and
+/// the rest (a dozen divisions per cell) as loops over the lanes that the compiler turns
+/// into packed instructions. Unused lanes repeat lane 0 and are ignored.
+#[derive(Clone, Debug)]
+pub struct RestLanes {
+    /// Cells in use (the first `len` lanes) -- constant.
+    len: usize,
+    /// The cell states, lane by lane -- state.
+    y: [f64; REST_LANES],
+    x: [f64; REST_LANES],
+    q1_ah: [f64; REST_LANES],
+    q2_ah: [f64; REST_LANES],
+    q_pl_ah: [f64; REST_LANES],
+    v1_v: [f64; REST_LANES],
+    /// Anode potential U_n(x) of the current state [V] -- state.
+    anode_potential_v: [f64; REST_LANES],
+    /// The constants the step reads -- constant.
+    cathode_capacity_ah: [f64; REST_LANES],
+    anode_capacity_ah: [f64; REST_LANES],
+    passivation_max_ah: [f64; REST_LANES],
+    sei_surface_m2: [f64; REST_LANES],
+    rc_resistance_ohm: [f64; REST_LANES],
+    short_resistance_ohm: [f64; REST_LANES],
+    /// Any lane in use has an internal short -- constant.
+    any_short: bool,
+}
+
+impl RestLanes {
+    /// Loads up to [`REST_LANES`] cells (constants and state; at least one).
+    pub fn new(cells: &[(CellConstants, CellState)]) -> Self {
+        assert!(!cells.is_empty() && cells.len() <= REST_LANES, "1 to {REST_LANES} cells per lane group");
+        let lane = |i: usize| &cells[if i < cells.len() { i } else { 0 }];
+        let from = |f: fn(&(CellConstants, CellState)) -> f64| std::array::from_fn(|i| f(lane(i)));
+        Self {
+            len: cells.len(),
+            y: from(|(_, s)| s.y),
+            x: from(|(_, s)| s.x),
+            q1_ah: from(|(_, s)| s.q1_ah),
+            q2_ah: from(|(_, s)| s.q2_ah),
+            q_pl_ah: from(|(_, s)| s.q_pl_ah),
+            v1_v: from(|(_, s)| s.v1_v),
+            anode_potential_v: from(|(_, s)| s.anode_potential_v()),
+            cathode_capacity_ah: from(|(c, _)| c.cathode_capacity_ah),
+            anode_capacity_ah: from(|(c, _)| c.anode_capacity_ah),
+            passivation_max_ah: from(|(c, _)| c.passivation_max_ah),
+            sei_surface_m2: from(|(c, _)| c.sei_surface_m2),
+            rc_resistance_ohm: from(|(c, _)| c.rc_resistance_ohm),
+            short_resistance_ohm: from(|(c, _)| c.short_resistance_ohm),
+            any_short: cells.iter().any(|(c, _)| c.has_short()),
+        }
+    }
+
+    /// Cells in use.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no cell is in use (never: `new` needs one).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The state of cell `i`.
+    pub fn state(&self, i: usize) -> CellState {
+        CellState {
+            y: self.y[i],
+            x: self.x[i],
+            q1_ah: self.q1_ah[i],
+            q2_ah: self.q2_ah[i],
+            q_pl_ah: self.q_pl_ah[i],
+            v1_v: self.v1_v[i],
+        }
+    }
+
+    /// U_n(x) of cell `i` [V].
+    pub fn anode_potential_v(&self, i: usize) -> f64 {
+        self.anode_potential_v[i]
+    }
+
+    /// One explicit Euler step of `dt_s` at I = 0 for every lane (as [`CellState::step`]),
+    /// then U_n of the new state. Returns each lane's self-discharge current
+    /// `I₁ + I₂ + I_sh` of the step [A].
+    #[inline]
+    pub fn step(&mut self, tf: &ThermalFactors, dt_s: f64) -> [f64; REST_LANES] {
+        const L: usize = REST_LANES;
+        let u_n = self.anode_potential_v;
+        // Short current from the OCV of the step's start state (only lanes with a short).
+        let mut short_a = [0.0; L];
+        if self.any_short {
+            for i in 0..L {
+                if self.short_resistance_ohm[i].is_finite() {
+                    let ocv_v = cathode_ocp_chen2020_v(self.y[i]) - u_n[i];
+                    short_a[i] = ocv_v / self.short_resistance_ohm[i];
+                }
+            }
+        }
+        let mut gate: [f64; L] = std::array::from_fn(|i| sei_gate_exponent(u_n[i]));
+        let mut soc_factor: [f64; L] = std::array::from_fn(|i| sei_soc_exponent(u_n[i]));
+        for i in 0..L {
+            gate[i] = gate[i].exp();
+            soc_factor[i] = soc_factor[i].exp();
+        }
+        let h = dt_s / SECONDS_PER_HOUR;
+        let r1_factor = tf.charge_transfer_factor;
+        let mut self_discharge_a = [0.0; L];
+        for i in 0..L {
+            let sigma = sei_gate_from_exp(gate[i]);
+            let passivation_a = passivation_current_a(sigma, tf, self.passivation_max_ah[i], self.q1_ah[i]);
+            let growth_a = growth_current_a(sigma, soc_factor[i], tf, self.sei_surface_m2[i], self.q2_ah[i]);
+            let plating_a = 0.0;
+            let current_a = 0.0;
+            self.y[i] += (short_a[i] - current_a) * h / self.cathode_capacity_ah[i];
+            self.x[i] +=
+                (current_a - passivation_a - growth_a - plating_a - short_a[i]) * h / self.anode_capacity_ah[i];
+            self.q1_ah[i] += passivation_a * h;
+            self.q2_ah[i] += growth_a * h;
+            self.q_pl_ah[i] += plating_a * h;
+            self.v1_v[i] +=
+                dt_s * (current_a * (r1_factor * self.rc_resistance_ohm[i]) - self.v1_v[i]) / RC_TIME_CONSTANT_S;
+            self_discharge_a[i] = passivation_a + growth_a + short_a[i];
+        }
+        let mut e: [[f64; 4]; L] = std::array::from_fn(|i| anode_ocp_exponents(self.x[i]));
+        for lane in e.iter_mut() {
+            for v in lane.iter_mut() {
+                *v = v.exp();
+            }
+        }
+        self.anode_potential_v = e.map(anode_ocp_from_exps);
+        self_discharge_a
     }
 }
 
@@ -652,6 +855,7 @@ mod tests {
 
     #[test]
     fn fast_tanh_matches_libm() {
+        let fast_tanh = |z: f64| tanh_from_exp((2.0 * z).exp());
         for i in -4000..=4000 {
             let z = i as f64 * 0.01;
             assert!((fast_tanh(z) - z.tanh()).abs() < 2e-15, "{z}");
@@ -693,6 +897,74 @@ mod tests {
     fn water_charge_is_one_electron_per_molecule() {
         // 18.015 g of water = 1 mol = 26.8 Ah.
         assert!((water_sei_charge_ah(0.018015) - FARADAY_C_MOL / 3600.0).abs() < 1e-9);
+    }
+
+    fn constants(short_resistance_ohm: f64, scale: f64) -> CellConstants {
+        CellConstants {
+            design_capacity_ah: 5.0 * scale,
+            wetting_frac: 0.97,
+            cathode_capacity_ah: 6.0 * scale,
+            anode_capacity_ah: 6.5 * scale,
+            sei_surface_m2: 40.0 * scale,
+            water_charge_ah: 0.01,
+            local_plating_charge_ah: 0.0,
+            passivation_max_ah: 0.75 * scale,
+            tab_resistance_ohm: 0.002,
+            collector_resistance_ohm: 0.003,
+            ionic_resistance_ohm: 0.006,
+            charge_transfer_resistance_ohm: 0.004,
+            rc_resistance_ohm: 0.005,
+            sei_resistance_ohm_per_ah: 0.01,
+            short_resistance_ohm,
+            cathode_am_volume_frac: 0.6,
+            anode_am_volume_frac: 0.55,
+        }
+    }
+
+    #[test]
+    fn rest_lanes_step_exactly_like_cell_state() {
+        // Three cells (one with a soft short) in a group of eight lanes, hot then at 25 °C.
+        let cells: Vec<(CellConstants, CellState)> = [(f64::INFINITY, 1.0), (500.0, 0.9), (f64::INFINITY, 1.1)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(r, k))| {
+                let s = CellState {
+                    y: 0.6 + 0.02 * i as f64,
+                    x: 0.3 - 0.01 * i as f64,
+                    q1_ah: 0.5,
+                    q2_ah: 1e-3,
+                    q_pl_ah: 0.0,
+                    v1_v: 0.01,
+                };
+                (constants(r, k), s)
+            })
+            .collect();
+        let mut lanes = RestLanes::new(&cells);
+        let mut scalar: Vec<(CellState, f64)> = cells.iter().map(|(_, s)| (*s, s.anode_potential_v())).collect();
+        for k in 0..2000 {
+            let tf = ThermalFactors::at(if k < 800 { 45.0 } else { 25.0 });
+            let dt_s = if k % 7 == 0 { 17.5 } else { 60.0 };
+            let sd = lanes.step(&tf, dt_s);
+            for (i, ((c, _), (s, u_n))) in cells.iter().zip(scalar.iter_mut()).enumerate() {
+                let ocv = if c.has_short() { s.cathode_potential_v() - *u_n } else { 0.0 };
+                let side = s.step(c, &tf, 0.0, *u_n, ocv, dt_s);
+                *u_n = s.anode_potential_v();
+                assert_eq!(lanes.state(i), *s, "step {k}, lane {i}");
+                assert_eq!(lanes.anode_potential_v(i).to_bits(), u_n.to_bits(), "step {k}, lane {i}");
+                assert_eq!(sd[i].to_bits(), side.self_discharge_a().to_bits(), "step {k}, lane {i}");
+            }
+        }
+        assert!(lanes.state(1).y > cells[1].1.y, "the short discharged lane 1");
+    }
+
+    #[test]
+    fn electrode_potentials_equal_the_single_fits() {
+        for i in -10..=1010 {
+            let v = i as f64 * 1e-3 + 1e-7;
+            let (u_p, u_n) = electrode_potentials_v(v, 1.0 - v);
+            assert_eq!(u_p.to_bits(), cathode_ocp_chen2020_v(v).to_bits(), "{v}");
+            assert_eq!(u_n.to_bits(), anode_ocp_chen2020_v(1.0 - v).to_bits(), "{v}");
+        }
     }
 
     #[test]

@@ -25,4 +25,4 @@ pub mod web;
 pub use alarm::{Alarm, AlarmTracker, Severity};
 pub use error::ParamError;
 pub use reading::{Reading, Sensor};
-pub use stage::{Line, Stage, StageCtx, StageKind, StageRun, StageSink};
+pub use stage::{Line, Parallel, Sequential, Stage, StageCtx, StageKind, StageRun, StageSink};

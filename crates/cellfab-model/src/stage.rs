@@ -192,6 +192,28 @@ pub struct StageCtx<'a> {
     pub process_variability: bool,
     /// Sensor noise on. Off = measured equals true.
     pub sensor_noise: bool,
+    /// Runs independent jobs of one stage run (chunks of cells), possibly on several
+    /// threads; the plant provides it, tests pass [`Sequential`].
+    pub parallel: &'a dyn Parallel,
+}
+
+/// Data-parallel work inside one stage run, provided by the plant (the model crate spawns
+/// nothing). A stage splits its work into `jobs` independent jobs whose results it merges
+/// in job order, so the outcome never depends on how many threads ran them.
+pub trait Parallel: Sync {
+    /// Calls `job(i)` once for every `i` in `0..jobs`, in any order and on any thread, and
+    /// returns when all calls have returned. A panic in a job propagates to the caller.
+    fn for_each(&self, jobs: usize, job: &(dyn Fn(usize) + Sync));
+}
+
+/// Runs every job on the calling thread, in index order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sequential;
+
+impl Parallel for Sequential {
+    fn for_each(&self, jobs: usize, job: &(dyn Fn(usize) + Sync)) {
+        (0..jobs).for_each(job);
+    }
 }
 
 /// Receives what a stage produces while it runs. Samples come in time order; alarms come

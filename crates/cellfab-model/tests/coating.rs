@@ -31,6 +31,7 @@ fn slurry(line: Line) -> Slurry {
         stream_seed: 42,
         process_variability: false,
         sensor_noise: false,
+        parallel: &cellfab_model::Sequential,
     };
     Mixing::run(&params, recipe, &mut (), &mut ctx, &mut VecSink::default()).output
 }
@@ -54,6 +55,7 @@ fn coat(
         stream_seed: 42,
         process_variability: variability,
         sensor_noise: noise,
+        parallel: &cellfab_model::Sequential,
     };
     let mut sink = VecSink::default();
     let run = Coating::run(params, slurry, &mut (), &mut ctx, &mut sink);

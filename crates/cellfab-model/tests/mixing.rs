@@ -31,6 +31,7 @@ fn run_with(
         stream_seed: 42,
         process_variability: variability,
         sensor_noise: noise,
+        parallel: &cellfab_model::Sequential,
     };
     let mut sink = VecSink::default();
     let run = Mixing::run(params, recipe, &mut (), &mut ctx, &mut sink);

@@ -53,6 +53,9 @@ pub struct RunEnv {
     pub failure: Mutex<Option<(String, String)>>,
     /// Statistics per finished stage run.
     pub stats: Mutex<Vec<StageStat>>,
+    /// Runs the chunks of cells of formation and aging: [`crate::Threads`] on every core, or
+    /// [`cellfab_model::Sequential`] when `threads = 1`.
+    pub parallel: Box<dyn cellfab_model::Parallel>,
 }
 
 /// What the engine records of each stage run (for the run summary and the manifest).
@@ -150,6 +153,7 @@ impl<S: Stage> Machine<S> {
             stream_seed: derive_seed(env.seed, &[path[0], path[1], path[2], 3]),
             process_variability: env.process_variability,
             sensor_noise: env.sensor_noise,
+            parallel: &*env.parallel,
         };
         let mut sink = BufferSink { machine: &machine, start_t_s, events: Vec::new(), samples: 0, alarms: 0 };
         sink.events.push(PlantEvent::MachineOn { t_s: start_t_s, machine: machine.clone() });

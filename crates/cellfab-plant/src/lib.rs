@@ -17,11 +17,13 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod pacing;
+pub mod parallel;
 
 pub use config::PlantConfig;
 pub use error::PlantError;
 pub use events::{Delivery, EventBus, PlantEvent, Subscription};
 pub use pacing::{CancelToken, Speed};
+pub use parallel::Threads;
 
 use engine::{Exec, Flow, RunEnv, StageStat, Token};
 use pacing::Pacer;
@@ -95,6 +97,7 @@ impl Plant {
             pacer: Pacer::new(p.speed, self.cancel.clone()),
             failure: Mutex::new(None),
             stats: Mutex::new(Vec::new()),
+            parallel: if p.threads == 1 { Box::new(cellfab_model::Sequential) } else { Box::new(Threads::available()) },
         };
         self.bus.publish(PlantEvent::RunStarted { seed: p.seed, batches: p.batches, start: self.epoch.to_string() });
         for batch in 1..=p.batches {

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use cellfab_model::random::stream;
-use cellfab_model::stage::{CountSink, Stage, StageCtx};
+use cellfab_model::stage::{CountSink, Parallel, Sequential, Stage, StageCtx};
 use cellfab_model::stages::{
     aging::Aging,
     assembly::{Assembly, AssemblyInput},
@@ -19,7 +19,7 @@ use cellfab_model::stages::{
     slitting::Slitting,
 };
 use cellfab_model::Line;
-use cellfab_plant::{Delivery, Plant, PlantConfig};
+use cellfab_plant::{Delivery, Plant, PlantConfig, Threads};
 use cellfab_store::SeedLayoutWriter;
 use std::time::Instant;
 
@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// Skip the cell line (assembly … aging) in the stage table.
     #[arg(long)]
     electrode_only: bool,
+    /// Threads for the cells of formation and aging in the stage table: 0 = one per core,
+    /// 1 = sequential.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
@@ -84,7 +88,14 @@ struct Row {
     sim_s: f64,
 }
 
-fn stage<S: Stage>(params: &S::Params, line: Line, input: &S::Input, repeat: u32, rows: &mut Vec<Row>) -> S::Output
+fn stage<S: Stage>(
+    params: &S::Params,
+    line: Line,
+    input: &S::Input,
+    repeat: u32,
+    parallel: &dyn Parallel,
+    rows: &mut Vec<Row>,
+) -> S::Output
 where
     S::Input: Clone,
 {
@@ -102,6 +113,7 @@ where
             stream_seed: 7,
             process_variability: true,
             sensor_noise: true,
+            parallel,
         };
         let mut sink = CountSink::default();
         let mut machine = S::MachineState::default();
@@ -127,27 +139,32 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     );
 
     let c = PlantConfig::default();
+    let threads = if args.threads == 0 { Threads::available() } else { Threads::new(args.threads) };
+    let parallel: &dyn Parallel = if threads.workers() == 1 { &Sequential } else { &threads };
     let mut rows = Vec::new();
     let mut reels = Vec::new();
     for (line, lc) in [(Line::Anode, &c.anode), (Line::Cathode, &c.cathode)] {
-        let slurry = stage::<Mixing>(&lc.mixing, line, &lc.recipe, r, &mut rows);
-        let film = stage::<Coating>(&lc.coating, line, &slurry, r, &mut rows);
-        let dry = stage::<Drying>(&lc.drying, line, &film, r, &mut rows);
-        let cal = stage::<Calendaring>(&lc.calendaring, line, &dry, r, &mut rows);
-        let slit = stage::<Slitting>(&lc.slitting, line, &cal, r, &mut rows);
-        let insp = stage::<Inspection>(&lc.inspection, line, &slit, r, &mut rows);
-        reels.push(stage::<Rewinding>(&lc.rewinding, line, &insp, r, &mut rows));
+        let slurry = stage::<Mixing>(&lc.mixing, line, &lc.recipe, r, parallel, &mut rows);
+        let film = stage::<Coating>(&lc.coating, line, &slurry, r, parallel, &mut rows);
+        let dry = stage::<Drying>(&lc.drying, line, &film, r, parallel, &mut rows);
+        let cal = stage::<Calendaring>(&lc.calendaring, line, &dry, r, parallel, &mut rows);
+        let slit = stage::<Slitting>(&lc.slitting, line, &cal, r, parallel, &mut rows);
+        let insp = stage::<Inspection>(&lc.inspection, line, &slit, r, parallel, &mut rows);
+        reels.push(stage::<Rewinding>(&lc.rewinding, line, &insp, r, parallel, &mut rows));
     }
     if !args.electrode_only {
         let cathode = reels.pop().expect("cathode reels");
         let anode = reels.pop().expect("anode reels");
         let input = AssemblyInput { anode, cathode };
-        let cells = stage::<Assembly>(&c.cell.assembly, Line::Cell, &input, r, &mut rows);
-        let filled = stage::<Filling>(&c.cell.filling, Line::Cell, &cells, r, &mut rows);
-        let formed = stage::<Formation>(&c.cell.formation, Line::Cell, &filled, r, &mut rows);
-        stage::<Aging>(&c.cell.aging, Line::Cell, &formed, r, &mut rows);
+        let cells = stage::<Assembly>(&c.cell.assembly, Line::Cell, &input, r, parallel, &mut rows);
+        let filled = stage::<Filling>(&c.cell.filling, Line::Cell, &cells, r, parallel, &mut rows);
+        let formed = stage::<Formation>(&c.cell.formation, Line::Cell, &filled, r, parallel, &mut rows);
+        stage::<Aging>(&c.cell.aging, Line::Cell, &formed, r, parallel, &mut rows);
     }
-    println!("\nmodel stepping alone (samples counted, not stored):");
+    println!(
+        "\nmodel stepping alone (samples counted, not stored; formation and aging on {} threads):",
+        threads.workers()
+    );
     println!(
         "{:<20} {:>10} {:>10} {:>8} {:>14} {:>16}",
         "machine", "best ms", "median ms", "samples", "samples/s", "sim s per wall s"

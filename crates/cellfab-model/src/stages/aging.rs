@@ -11,7 +11,9 @@
 //!
 //! The cell state (y, x, Q₁, Q₂, V₁) continues from the end of formation; at I = 0 only
 //! the SEI (I₁ + I₂, irreversible) and a latent short (I_sh = OCV/R_sh, reversible) move
-//! charge. Each cell is simulated on its own; the anode potential is evaluated once per
+//! charge. Each cell is simulated on its own, in fixed-size chunks ([`CELLS_PER_JOB`]) run
+//! as jobs of `ctx.parallel` and merged in chunk order (bit-identical on any number of
+//! threads); the anode potential is evaluated once per
 //! step and feeds both SEI factors, and the OCV is evaluated only at samples and
 //! measurements (every step only when the cell has a short).
 //!
@@ -22,7 +24,7 @@
 
 use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Severity};
 use crate::consts::SECONDS_PER_HOUR;
-use crate::electrochem::{pulse_resistance_ohm, CellConstants, CellState, ThermalFactors};
+use crate::electrochem::{pulse_resistance_ohm, CellConstants, CellState, RestLanes, ThermalFactors, REST_LANES};
 use crate::error::{check_non_negative, check_open_min, check_positive, check_range, ParamError};
 use crate::legacy::{put, put_object, put_value, LegacyRecord};
 use crate::random::{stream, Purpose, StreamRng};
@@ -34,6 +36,7 @@ use crate::stages::formation::{traced_cell_indices, FormedCell, LotStats};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 /// Noise of the shelf temperature sensor [°C] [E].
 pub const SHELF_TEMPERATURE_SIGMA_DEGC: f64 = 0.1;
@@ -507,20 +510,13 @@ struct CellAging {
     dcr: Reading,
 }
 
-/// Cells stepped side by side by [`age_cells`]. Every cell keeps its own arithmetic; the
-/// independent dependency chains of several cells let the CPU overlap their `exp`s.
-const LOCKSTEP_CELLS: usize = 8;
-
-/// One cell on the shelf while [`age_cells`] runs.
+/// One cell on the shelf while [`age_cells`] runs (its state lives in the [`RestLanes`]).
 struct ShelfCell<'a> {
     c: CellConstants,
-    s: CellState,
-    short: bool,
     soc_per_ah: f64,
     soc: f64,
     sei_start_ah: f64,
     ocv_start_v: f64,
-    u_n: f64,
     ocv_1: Reading,
     ocv_2: Reading,
     self_discharge_current_a: f64,
@@ -529,9 +525,10 @@ struct ShelfCell<'a> {
 
 /// Rests formed cells at open circuit over the plan (MODELS.md §11.2): I = 0, the SEI and a
 /// latent short discharge the cell, `soc −= (I₁ + I₂ + I_sh)·dt/(3600·Q_dis)`. The cells
-/// share the time grid (integration steps shortened to land on every event) and are stepped
-/// side by side; each reads its sensors from its own stream in time order. Calls
-/// `record(slot, j, point)` at every sample j of every cell.
+/// (at most [`REST_LANES`]) share the time grid (integration steps shortened to land on
+/// every event) and are stepped side by side in [`RestLanes`]; each reads its sensors from
+/// its own stream in time order. Calls `record(slot, j, point)` at every sample j of every
+/// cell.
 fn age_cells(
     p: &AgingParams,
     plan: &AgingPlan,
@@ -541,26 +538,25 @@ fn age_cells(
     mut record: impl FnMut(usize, usize, &ShelfPoint),
 ) -> Vec<CellAging> {
     let ocv_sensor = Sensor { resolution: p.ocv_resolution_v, ..Sensor::absolute(p.ocv_sigma_v) };
+    let start: Vec<(CellConstants, CellState)> =
+        cells.iter().map(|cell| (CellConstants::from_filled(&cell.filled), cell.state())).collect();
+    let mut lanes = RestLanes::new(&start);
     let mut shelf: Vec<ShelfCell<'_>> = cells
         .iter()
+        .zip(&start)
         .zip(rngs.iter_mut())
-        .map(|(cell, rng)| {
-            let c = CellConstants::from_filled(&cell.filled);
-            let s = cell.state();
+        .map(|((cell, &(c, s)), rng)| {
             let q_dis = cell.discharge_capacity_ah.true_value;
             let ocv_start_v = s.ocv_v();
             ShelfCell {
-                short: c.has_short(),
                 soc_per_ah: if q_dis > 0.0 { 1.0 / q_dis } else { 0.0 },
                 soc: cell.soc_frac.true_value,
                 sei_start_ah: s.sei_charge_ah(),
                 ocv_start_v,
-                u_n: s.anode_potential_v(),
                 ocv_1: Reading::exact(ocv_start_v),
                 ocv_2: Reading::exact(ocv_start_v),
                 self_discharge_current_a: 0.0,
                 c,
-                s,
                 rng,
             }
         })
@@ -575,12 +571,9 @@ fn age_cells(
             let grid = (k + 1) as f64 * dt;
             let (t_next, on_grid) = if ev_t < grid - eps { (ev_t, false) } else { (grid, true) };
             let h = t_next - t;
-            let tf = plan.factors(t);
-            for sc in shelf.iter_mut() {
-                let ocv = if sc.short { sc.s.cathode_potential_v() - sc.u_n } else { 0.0 };
-                let side = sc.s.step(&sc.c, tf, 0.0, sc.u_n, ocv, h);
-                sc.soc -= side.self_discharge_a() * h / SECONDS_PER_HOUR * sc.soc_per_ah;
-                sc.u_n = sc.s.anode_potential_v();
+            let self_discharge_a = lanes.step(plan.factors(t), h);
+            for (sc, i_sd) in shelf.iter_mut().zip(self_discharge_a) {
+                sc.soc -= i_sd * h / SECONDS_PER_HOUR * sc.soc_per_ah;
             }
             t = t_next;
             if on_grid {
@@ -590,8 +583,9 @@ fn age_cells(
         t = ev_t;
         let tf = plan.factors(t);
         for (slot, sc) in shelf.iter_mut().enumerate() {
-            let ocv_v = sc.s.cathode_potential_v() - sc.u_n;
-            sc.self_discharge_current_a = sc.s.side_currents(&sc.c, tf, 0.0, sc.u_n, ocv_v).self_discharge_a();
+            let (s, u_n) = (lanes.state(slot), lanes.anode_potential_v(slot));
+            let ocv_v = s.cathode_potential_v() - u_n;
+            sc.self_discharge_current_a = s.side_currents(&sc.c, tf, 0.0, u_n, ocv_v).self_discharge_a();
             if kind & EVENT_SAMPLE != 0 {
                 let reading = ocv_sensor.measure(ocv_v, noise, sc.rng);
                 let point = ShelfPoint {
@@ -616,12 +610,14 @@ fn age_cells(
     let dcr_sensor = Sensor::absolute(p.dcr_sigma_ohm);
     shelf
         .into_iter()
-        .map(|sc| {
-            let dcr_true = pulse_resistance_ohm(sc.c.r0_ohm(&sc.s, &ref25), sc.c.r1_ohm(&ref25), p.dcr_pulse_s);
+        .enumerate()
+        .map(|(slot, sc)| {
+            let s = lanes.state(slot);
+            let dcr_true = pulse_resistance_ohm(sc.c.r0_ohm(&s, &ref25), sc.c.r1_ohm(&ref25), p.dcr_pulse_s);
             CellAging {
-                capacity_loss_ah: sc.s.sei_charge_ah() - sc.sei_start_ah,
+                capacity_loss_ah: s.sei_charge_ah() - sc.sei_start_ah,
                 dcr: dcr_sensor.measure(dcr_true, noise, sc.rng),
-                state: sc.s,
+                state: s,
                 constants: sc.c,
                 ocv_start_v: sc.ocv_start_v,
                 ocv_1: sc.ocv_1,
@@ -631,6 +627,99 @@ fn age_cells(
             }
         })
         .collect()
+}
+
+/// Cells per parallel job. Fixed, never derived from the thread count: lot sums are added
+/// cell by cell within a chunk and then chunk by chunk, in the same order whatever the
+/// number of threads.
+pub const CELLS_PER_JOB: usize = 256;
+
+/// Per-sample sums and extremes of the cells of one chunk (or of the lot).
+#[derive(Clone, Debug)]
+struct ShelfSums {
+    ocv_sum: Vec<f64>,
+    ocv_min: Vec<f64>,
+    ocv_max: Vec<f64>,
+    soc_sum: Vec<f64>,
+    isd_sum: Vec<f64>,
+}
+
+impl ShelfSums {
+    fn new(ns: usize) -> Self {
+        Self {
+            ocv_sum: vec![0.0; ns],
+            ocv_min: vec![f64::INFINITY; ns],
+            ocv_max: vec![f64::NEG_INFINITY; ns],
+            soc_sum: vec![0.0; ns],
+            isd_sum: vec![0.0; ns],
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, j: usize, pt: &ShelfPoint) {
+        let v = pt.ocv_v.value();
+        self.ocv_sum[j] += v;
+        self.ocv_min[j] = self.ocv_min[j].min(v);
+        self.ocv_max[j] = self.ocv_max[j].max(v);
+        self.soc_sum[j] += pt.soc_frac;
+        self.isd_sum[j] += pt.self_discharge_current_a;
+    }
+
+    /// Adds the sums of a later chunk, sample by sample.
+    fn merge(&mut self, other: &ShelfSums) {
+        for j in 0..self.ocv_sum.len() {
+            self.ocv_sum[j] += other.ocv_sum[j];
+            self.ocv_min[j] = self.ocv_min[j].min(other.ocv_min[j]);
+            self.ocv_max[j] = self.ocv_max[j].max(other.ocv_max[j]);
+            self.soc_sum[j] += other.soc_sum[j];
+            self.isd_sum[j] += other.isd_sum[j];
+        }
+    }
+}
+
+/// What one chunk produced: its sums, the points of its traced cells (by position in the
+/// trace list) and the outcome of every cell (by input index).
+struct ShelfChunk {
+    sums: ShelfSums,
+    traces: Vec<(usize, Vec<ShelfPoint>)>,
+    cells: Vec<(usize, CellAging)>,
+}
+
+/// Ages the cells `chunk` (input indices) in lock-step groups, each cell with its own
+/// sensor stream.
+fn age_chunk(
+    p: &AgingParams,
+    plan: &AgingPlan,
+    input: &[FormedCell],
+    chunk: &[usize],
+    traced: &[usize],
+    stream_seed: u64,
+    noise: bool,
+) -> ShelfChunk {
+    let mut done = ShelfChunk { sums: ShelfSums::new(plan.n_samples), traces: Vec::new(), cells: Vec::new() };
+    for group in chunk.chunks(REST_LANES) {
+        let cells: Vec<&FormedCell> = group.iter().map(|&i| &input[i]).collect();
+        let mut rngs: Vec<StreamRng> =
+            group.iter().map(|&i| stream(stream_seed, &[Purpose::Sensor as u64, i as u64])).collect();
+        let trace_slots: Vec<Option<usize>> = group
+            .iter()
+            .map(|&i| {
+                traced.iter().position(|&t| t == i).map(|ts| {
+                    done.traces.push((ts, Vec::with_capacity(plan.n_samples)));
+                    done.traces.len() - 1
+                })
+            })
+            .collect();
+        let (sums, traces) = (&mut done.sums, &mut done.traces);
+        let outs = age_cells(p, plan, &cells, noise, &mut rngs, |slot, j, pt| {
+            sums.add(j, pt);
+            if let Some(ts) = trace_slots[slot] {
+                traces[ts].1.push(*pt);
+            }
+        });
+        done.cells.extend(group.iter().copied().zip(outs));
+    }
+    done
 }
 
 // =======================================================================================
@@ -892,34 +981,30 @@ impl Stage for Aging {
         let shelf_energy_per_cell_j =
             p.shelf_power_ht_w * p.high_temp_phase_s + p.shelf_power_rt_w * (p.duration_s - p.high_temp_phase_s);
 
-        let mut ocv_sum = vec![0.0; ns];
-        let mut ocv_min = vec![f64::INFINITY; ns];
-        let mut ocv_max = vec![f64::NEG_INFINITY; ns];
-        let mut soc_sum = vec![0.0; ns];
-        let mut isd_sum = vec![0.0; ns];
-        let mut traces: Vec<(usize, Vec<ShelfPoint>)> = traced.iter().map(|&i| (i, Vec::with_capacity(ns))).collect();
-        let mut outcomes: Vec<Option<CellAging>> = (0..input.len()).map(|_| None).collect();
+        // The agable cells in fixed-size chunks, one parallel job each; the chunk sums are
+        // merged in chunk order, so any thread count adds the same way.
         let agable_idx: Vec<usize> = (0..input.len()).filter(|&i| agable[i]).collect();
-        for chunk in agable_idx.chunks(LOCKSTEP_CELLS) {
-            let cells: Vec<&FormedCell> = chunk.iter().map(|&i| &input[i]).collect();
-            let mut rngs: Vec<StreamRng> =
-                chunk.iter().map(|&i| stream(ctx.stream_seed, &[Purpose::Sensor as u64, i as u64])).collect();
-            let trace_slots: Vec<Option<usize>> = chunk.iter().map(|&i| traces.iter().position(|t| t.0 == i)).collect();
-            let outs = age_cells(p, &plan, &cells, ctx.sensor_noise, &mut rngs, |slot, j, pt| {
-                let v = pt.ocv_v.value();
-                ocv_sum[j] += v;
-                ocv_min[j] = ocv_min[j].min(v);
-                ocv_max[j] = ocv_max[j].max(v);
-                soc_sum[j] += pt.soc_frac;
-                isd_sum[j] += pt.self_discharge_current_a;
-                if let Some(ts) = trace_slots[slot] {
-                    traces[ts].1.push(*pt);
-                }
-            });
-            for (&i, out) in chunk.iter().zip(outs) {
+        let chunks: Vec<&[usize]> = agable_idx.chunks(CELLS_PER_JOB).collect();
+        let jobs: Vec<Mutex<Option<ShelfChunk>>> = chunks.iter().map(|_| Mutex::new(None)).collect();
+        let (stream_seed, noise) = (ctx.stream_seed, ctx.sensor_noise);
+        ctx.parallel.for_each(chunks.len(), &|k| {
+            let done = age_chunk(p, &plan, &input, chunks[k], &traced, stream_seed, noise);
+            *jobs[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(done);
+        });
+        let mut lot = ShelfSums::new(ns);
+        let mut traces: Vec<(usize, Vec<ShelfPoint>)> = traced.iter().map(|&i| (i, Vec::new())).collect();
+        let mut outcomes: Vec<Option<CellAging>> = (0..input.len()).map(|_| None).collect();
+        for job in jobs {
+            let done = job.into_inner().unwrap_or_else(|e| e.into_inner()).expect("Parallel::for_each runs every job");
+            lot.merge(&done.sums);
+            for (ts, points) in done.traces {
+                traces[ts].1 = points;
+            }
+            for (i, out) in done.cells {
                 outcomes[i] = Some(out);
             }
         }
+        let ShelfSums { ocv_sum, ocv_min, ocv_max, soc_sum, isd_sum } = lot;
 
         // Decisions (all at t₂): rejects, flags, then grades against the lot median.
         let mut aged_cells = Vec::with_capacity(input.len());

@@ -17,7 +17,10 @@
 //! Structure (for speed): every cell is simulated on its own by a pure per-cell function
 //! over the protocol; what the lot samples need (sums, minima, maxima, counts per protocol
 //! step) is accumulated per sample index while the cell runs, and the samples are emitted in
-//! time order once a wave is done. Integration follows §10.2 exactly: the current is fixed at
+//! time order once a wave is done. The cells of a wave run in fixed-size chunks
+//! ([`CELLS_PER_JOB`]) as jobs of `ctx.parallel`; each chunk has its own accumulators, merged
+//! in chunk order, so the result is bit-identical on any number of threads. Integration
+//! follows §10.2 exactly: the current is fixed at
 //! the start of each integration step, the voltage is evaluated after it with the updated
 //! state, and a protocol step ends at the end of the first integration step at which its
 //! criterion holds — so step durations are multiples of `integration_step_s`.
@@ -30,7 +33,7 @@
 use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Severity};
 use crate::cell::{FilledCell, Genealogy};
 use crate::consts::SECONDS_PER_HOUR;
-use crate::electrochem::{CellConstants, CellOutputs, CellState, ThermalFactors};
+use crate::electrochem::{electrode_potentials_v, CellConstants, CellOutputs, CellState, ThermalFactors};
 use crate::error::{check_non_negative, check_open_min, check_positive, check_range, ParamError};
 use crate::legacy::{put, put_object, LegacyRecord};
 use crate::random::{stream, Purpose, StreamRng};
@@ -39,6 +42,7 @@ use crate::stage::{ResultRecord, SampleRecord, Stage, StageCtx, StageKind, Stage
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 /// Noise of the rack temperature sensor [°C] (a Pt100 class-A probe) [E].
 pub const RACK_TEMPERATURE_SIGMA_DEGC: f64 = 0.1;
@@ -602,8 +606,9 @@ impl<'a> Channel<'a> {
     #[inline]
     fn advance(&mut self, current_a: f64, dt_s: f64, rng: &mut StreamRng) {
         self.state.step(&self.c, &self.tf, current_a, self.anode_potential_v, self.ocv_v, dt_s);
-        self.anode_potential_v = self.state.anode_potential_v();
-        self.ocv_v = self.state.cathode_potential_v() - self.anode_potential_v;
+        let (cathode_v, anode_v) = electrode_potentials_v(self.state.y, self.state.x);
+        self.anode_potential_v = anode_v;
+        self.ocv_v = cathode_v - anode_v;
         self.r0_ohm = self.c.r0_ohm(&self.state, &self.tf);
         let v = self.state.terminal_voltage_v(self.ocv_v, current_a, self.r0_ohm);
         self.voltage = self.voltage_sensor.measure(v, self.noise, rng);
@@ -1070,6 +1075,24 @@ impl LotSeries {
         }
     }
 
+    /// Adds another series (a later chunk of the same wave) index by index.
+    fn merge(&mut self, other: &LotSeries) {
+        self.grow(other.len());
+        for j in 0..other.len() {
+            self.count[j] += other.count[j];
+            self.v_sum[j] += other.v_sum[j];
+            self.v_min[j] = self.v_min[j].min(other.v_min[j]);
+            self.v_max[j] = self.v_max[j].max(other.v_max[j]);
+            self.i_sum[j] += other.i_sum[j];
+            self.q_sum[j] += other.q_sum[j];
+            self.sei_sum[j] += other.sei_sum[j];
+            self.p_sum[j] += other.p_sum[j];
+        }
+        for (a, b) in self.in_step.iter_mut().zip(&other.in_step) {
+            *a += b;
+        }
+    }
+
     /// Adds to every index j < `len` the cells whose protocol ended at or before j: `tails`
     /// holds each finished cell's last point at the index of its first unrecorded sample.
     fn add_finished(&mut self, tails: &LotSeries, len: usize) {
@@ -1156,6 +1179,88 @@ struct PendingAlarm {
     threshold: f64,
     cell_id: String,
     message: String,
+}
+
+/// Cells per parallel job of a formation wave. Fixed, never derived from the thread count:
+/// lot sums are added cell by cell within a chunk and then chunk by chunk, in the same
+/// order whatever the number of threads.
+pub const CELLS_PER_JOB: usize = 256;
+
+/// One chunk of a wave: its cells (channel slot, input index, cell) before it runs, its
+/// accumulators after.
+enum ChunkJob {
+    Todo(Vec<(u32, usize, FilledCell)>),
+    Taken,
+    Done(Box<ChunkDone>),
+}
+
+/// What one chunk of a wave produced: its lot accumulators, traces, alarms, slowest cell and
+/// formed cells (by input index).
+struct ChunkDone {
+    live: LotSeries,
+    tails: LotSeries,
+    traces: Vec<TraceSeries>,
+    pending: Vec<PendingAlarm>,
+    duration_s: f64,
+    cells: Vec<(usize, FormedCell)>,
+}
+
+/// What every chunk of one wave shares.
+struct WaveChunk<'a> {
+    p: &'a FormationParams,
+    tf: ThermalFactors,
+    clock: SampleClock,
+    traced: &'a [usize],
+    stream_seed: u64,
+    noise: bool,
+    wave: u32,
+}
+
+impl WaveChunk<'_> {
+    /// Runs the protocol on every cell of the chunk, in order, each with its own sensor
+    /// stream, and accumulates the chunk's share of the lot samples.
+    fn form(&self, cells: Vec<(u32, usize, FilledCell)>) -> ChunkDone {
+        let n_steps = self.p.protocol.len();
+        let mut done = ChunkDone {
+            live: LotSeries::new(n_steps),
+            tails: LotSeries::new(n_steps),
+            traces: Vec::new(),
+            pending: Vec::new(),
+            duration_s: 0.0,
+            cells: Vec::with_capacity(cells.len()),
+        };
+        for (slot, idx, filled) in cells {
+            let trace_slot = if self.traced.contains(&idx) {
+                done.traces.push(TraceSeries {
+                    cell_index: idx,
+                    cell_id: filled.assembled.genealogy.cell_id.clone(),
+                    points: Vec::new(),
+                    last: None,
+                });
+                Some(done.traces.len() - 1)
+            } else {
+                None
+            };
+            let mut rng = stream(self.stream_seed, &[Purpose::Sensor as u64, idx as u64]);
+            let (live, traces) = (&mut done.live, &mut done.traces);
+            let out = form_cell(self.p, &filled, self.tf, self.clock, self.noise, &mut rng, |j, pt| {
+                live.add(j, pt);
+                if let Some(ts) = trace_slot {
+                    traces[ts].points.push(*pt);
+                }
+            });
+            done.tails.add(out.samples_recorded, &out.last);
+            if let Some(ts) = trace_slot {
+                done.traces[ts].last = Some(out.last);
+            }
+            done.duration_s = done.duration_s.max(out.duration_s);
+            let end = self.clock.wave_start_s + out.duration_s;
+            let (cell, alarms) = finish_cell(self.p, filled, out, slot, self.wave, end);
+            done.pending.extend(alarms);
+            done.cells.push((idx, cell));
+        }
+        done
+    }
 }
 
 /// Indices of the cells to trace (MODELS.md §0.2): the first eligible cell of lanes 0, 2,
@@ -1389,41 +1494,48 @@ impl Stage for Formation {
             let eps = 1e-9 * dt_sample.max(wave_start);
             let first_index = ((wave_start - eps) / dt_sample).ceil().max(0.0) as u64;
             let clock = SampleClock { first_index, interval_s: dt_sample, wave_start_s: wave_start };
+            // The wave's cells in fixed-size chunks, one parallel job each; the chunk
+            // accumulators are merged in chunk order, so any thread count adds the same way.
+            let jobs: Vec<Mutex<ChunkJob>> = cells
+                .chunks(CELLS_PER_JOB)
+                .enumerate()
+                .map(|(k, chunk)| {
+                    let cells = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &idx)| {
+                            let slot = (k * CELLS_PER_JOB + i) as u32;
+                            (slot, idx, inputs[idx].take().expect("each cell is formed once"))
+                        })
+                        .collect();
+                    Mutex::new(ChunkJob::Todo(cells))
+                })
+                .collect();
+            let (stream_seed, noise) = (ctx.stream_seed, ctx.sensor_noise);
+            ctx.parallel.for_each(jobs.len(), &|k| {
+                let mut job = jobs[k].lock().unwrap_or_else(|e| e.into_inner());
+                if let ChunkJob::Todo(cells) = std::mem::replace(&mut *job, ChunkJob::Taken) {
+                    let chunk = WaveChunk { p, tf, clock, traced: &traced, stream_seed, noise, wave: w as u32 };
+                    *job = ChunkJob::Done(Box::new(chunk.form(cells)));
+                }
+            });
             let mut live = LotSeries::new(n_steps);
             let mut tails = LotSeries::new(n_steps);
             let mut traces: Vec<TraceSeries> = Vec::new();
             let mut pending: Vec<PendingAlarm> = Vec::new();
             let mut wave_duration = 0.0f64;
-
-            for (slot, &idx) in cells.iter().enumerate() {
-                let filled = inputs[idx].take().expect("each cell is formed once");
-                let trace_slot = if traced.contains(&idx) {
-                    traces.push(TraceSeries {
-                        cell_index: idx,
-                        cell_id: filled.assembled.genealogy.cell_id.clone(),
-                        points: Vec::new(),
-                        last: None,
-                    });
-                    Some(traces.len() - 1)
-                } else {
-                    None
+            for job in jobs {
+                let ChunkJob::Done(done) = job.into_inner().unwrap_or_else(|e| e.into_inner()) else {
+                    unreachable!("Parallel::for_each runs every job")
                 };
-                let mut rng = stream(ctx.stream_seed, &[Purpose::Sensor as u64, idx as u64]);
-                let out = form_cell(p, &filled, tf, clock, ctx.sensor_noise, &mut rng, |j, pt| {
-                    live.add(j, pt);
-                    if let Some(ts) = trace_slot {
-                        traces[ts].points.push(*pt);
-                    }
-                });
-                tails.add(out.samples_recorded, &out.last);
-                if let Some(ts) = trace_slot {
-                    traces[ts].last = Some(out.last);
+                live.merge(&done.live);
+                tails.merge(&done.tails);
+                traces.extend(done.traces);
+                pending.extend(done.pending);
+                wave_duration = wave_duration.max(done.duration_s);
+                for (idx, cell) in done.cells {
+                    outputs[idx] = Some(cell);
                 }
-                wave_duration = wave_duration.max(out.duration_s);
-                let end = wave_start + out.duration_s;
-                let (cell, alarms) = finish_cell(p, filled, out, slot as u32, w as u32, end);
-                pending.extend(alarms);
-                outputs[idx] = Some(cell);
             }
             traces.sort_by_key(|t| traced.iter().position(|&i| i == t.cell_index));
 

@@ -33,6 +33,7 @@ pub fn ctx<'a>(line: Line, p: &'a mut StreamRng, s: &'a mut StreamRng, noise: bo
         stream_seed: 42,
         process_variability: false,
         sensor_noise: noise,
+        parallel: &cellfab_model::Sequential,
     }
 }
 

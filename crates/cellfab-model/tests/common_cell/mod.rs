@@ -299,6 +299,7 @@ impl Streams {
             stream_seed: 42,
             process_variability: variability,
             sensor_noise: noise,
+            parallel: &cellfab_model::Sequential,
         }
     }
 }

@@ -162,6 +162,7 @@ pub fn with_ctx_mode<R>(noise: bool, seed: u64, f: impl FnOnce(&mut StageCtx<'_>
         stream_seed: seed,
         process_variability: false,
         sensor_noise: noise,
+        parallel: &cellfab_model::Sequential,
     };
     f(&mut ctx)
 }

@@ -45,6 +45,7 @@ impl Rngs {
             stream_seed: 42,
             process_variability: variability,
             sensor_noise: noise,
+            parallel: &cellfab_model::Sequential,
         }
     }
 }
