@@ -8,6 +8,7 @@ use crate::runs::{Run, RunStatus};
 use crate::zipstream::Scope;
 use crate::AppState;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -112,8 +113,7 @@ fn param_json(e: &ParamError) -> Value {
 /// per parameter set, the first it finds).
 fn all_errors(c: &PlantConfig) -> Vec<ParamError> {
     let mut errors = Vec::new();
-    let mut plant_only = PlantConfig::default();
-    plant_only.plant = c.plant.clone();
+    let plant_only = PlantConfig { plant: c.plant.clone(), ..PlantConfig::default() };
     match plant_only.validate() {
         Ok(()) => {}
         Err(PlantError::Param(e)) => errors.push(e),
@@ -149,6 +149,10 @@ async fn config_validate(
     State(app): State<AppState>,
     JsonBody(overrides): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
+    if !overrides.is_object() {
+        // not a configuration at all: the request is wrong, not the configuration
+        return merged_config(&app.base_config, overrides).map(|_| Json(Value::Null));
+    }
     let errors: Vec<Value> = match merged_config(&app.base_config, overrides) {
         Ok(config) => all_errors(&config).iter().map(param_json).collect(),
         Err(e) => vec![json!({"field": e.field, "code": e.code, "message": e.message})],
@@ -310,7 +314,8 @@ fn number(q: &HashMap<String, String>, key: &str) -> Result<Option<f64>, ApiErro
         .transpose()
 }
 
-/// A machine's time series: stage time, batch, and every numeric field (measured value where
+/// A machine's time series: `batch`, `time_s` (stage time: seconds since the machine
+/// started the batch; `from`/`to` filter on it) and every numeric field of the typed sample (measured value where
 /// a signal has one), downsampled to at most `max_points` evenly spaced points.
 async fn samples(
     State(app): State<AppState>,
@@ -386,7 +391,7 @@ async fn samples(
             let p = &points[i];
             let mut row = serde_json::Map::new();
             row.insert("batch".into(), Value::from(p.batch));
-            row.insert("t_s".into(), Value::from(p.t_s));
+            row.insert("time_s".into(), Value::from(p.t_s));
             for (k, v) in &p.values {
                 if fields.as_ref().is_none_or(|f| f.contains(k)) {
                     row.insert(k.clone(), Value::from(*v));
@@ -492,10 +497,10 @@ fn read_series(
 async fn events(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let run = app.runs.get(&id)?;
-    Ok(ws.on_upgrade(move |socket| event_client(app, run, socket)))
+    Ok(crate::legacy::upgrade(ws)?.on_upgrade(move |socket| event_client(app, run, socket)))
 }
 
 /// Sends a snapshot of the run, then its live events; closes after the run's last event.

@@ -2,7 +2,7 @@
 //! body size, and turns every way a body can be wrong into an [`ApiError`] naming the field:
 //! malformed JSON (400 `malformed_json`), an unknown field (422 `unknown_field`), a wrong type
 //! (422 `invalid_type`), a missing field (422 `missing_field`), anything else (422
-//! `invalid_value`), a body over [`MAX_BODY_BYTES`] (413 `payload_too_large`). An empty body
+//! `invalid_value`), a body that is not an object (422 `invalid_type`), a body over [`MAX_BODY_BYTES`] (413 `payload_too_large`). An empty body
 //! reads as `{}`.
 
 use crate::error::ApiError;
@@ -25,24 +25,35 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// Bytes of an oversized body read and discarded before answering 413, so the client gets
+/// the answer instead of a reset connection; a larger body is cut off.
+const DRAIN_LIMIT_BYTES: usize = 64 << 20;
+
 /// Reads a whole body of at most [`MAX_BODY_BYTES`].
 pub async fn read_body(req: Request) -> Result<axum::body::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
+    use tokio_stream::StreamExt;
+    let mut stream = req.into_body().into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("cannot read the request body: {e}"))
+        })?;
+        seen += chunk.len();
+        if seen <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN_LIMIT_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("request body exceeds the limit of {MAX_BODY_BYTES} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
+        ));
     }
-    axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES).await.map_err(|_| too_large())
+    Ok(buf.into())
 }
 
 /// Parses JSON bytes (empty = `{}`) into `T`, mapping errors to a field path.
@@ -52,6 +63,13 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {e}"))
     })?;
+    if !value.is_object() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+            "the body must be a JSON object".to_string(),
+        ));
+    }
     from_value(value)
 }
 

@@ -58,9 +58,11 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
-    /// 422 for a parameter outside its range or breaking a rule.
+    /// 422 for a parameter outside its range (`out_of_range`) or breaking a rule
+    /// (`invalid_value`).
     pub fn param(e: &ParamError) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "out_of_range", e.to_string()).field(e.field.clone())
+        let code = if e.min.is_some() || e.max.is_some() { "out_of_range" } else { "invalid_value" };
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()).field(e.field.clone())
     }
 
     /// Maps a plant construction error (bad configuration) to a 4xx.

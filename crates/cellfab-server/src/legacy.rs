@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::runs::RunStatus;
 use crate::zipstream::{self, Scope};
 use crate::AppState;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -183,8 +184,22 @@ pub async fn zip_response(folder: std::path::PathBuf, scope: Scope, name: &str) 
         .into_response())
 }
 
-async fn ws_status(State(app): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| status_client(app, socket))
+async fn ws_status(
+    State(app): State<AppState>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    Ok(upgrade(ws)?.on_upgrade(move |socket| status_client(app, socket)))
+}
+
+/// A plain HTTP request to a WebSocket route is a JSON 400, like every other client error.
+pub fn upgrade(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Result<WebSocketUpgrade, ApiError> {
+    ws.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            format!("this route speaks WebSocket; connect with ws:// ({})", e.body_text()),
+        )
+    })
 }
 
 async fn status_client(app: AppState, mut socket: WebSocket) {

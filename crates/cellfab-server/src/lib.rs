@@ -87,6 +87,10 @@ pub enum ServerError {
 
 /// Builds the application (must be called inside a tokio runtime: it starts the run worker).
 pub fn router(config: ServerConfig) -> Result<Router, ServerError> {
+    app(config).map(|(router, _)| router)
+}
+
+fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
     let mut check = config.base_config.clone();
     check.plant.start = String::new();
     cellfab_plant::Plant::new(check, jiff::Timestamp::now())?;
@@ -109,13 +113,26 @@ pub fn router(config: ServerConfig) -> Result<Router, ServerError> {
         .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([axum::http::header::CONTENT_TYPE]);
-    Ok(Router::new()
+    let router = Router::new()
         .merge(legacy::routes())
         .nest("/api/v1", api::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(cors))
+        .with_state(state.clone())
+        .layer(cors);
+    Ok((router, state))
+}
+
+/// Cancels every run when the server stops (or its future is dropped), so no paced run
+/// outlives the server.
+struct CancelRunsOnDrop(Arc<runs::Runs>);
+
+impl Drop for CancelRunsOnDrop {
+    fn drop(&mut self) {
+        for run in self.0.list() {
+            run.cancel();
+        }
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {
@@ -137,8 +154,12 @@ pub async fn bind(
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>), ServerError> {
-    let app = router(config)?;
+    let (router, state) = app(config)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    Ok((local, async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await }))
+    let guard = CancelRunsOnDrop(state.runs.clone());
+    Ok((local, async move {
+        let _guard = guard;
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    }))
 }
