@@ -114,6 +114,8 @@ fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([axum::http::header::CONTENT_TYPE]);
     let router = Router::new()
+        // until a web UI is served here, the front page is the API's docs page
+        .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/api/v1/docs") }))
         .merge(legacy::routes())
         .nest("/api/v1", api::routes())
         .fallback(not_found)

@@ -38,6 +38,14 @@ const ID: (&str, In, bool, &str) = ("id", In::Path, true, "run id");
 /// Every route the server serves.
 pub const ROUTES: &[Route] = &[
     Route {
+        method: "get",
+        path: "/",
+        summary: "Front page: redirects to the API docs page",
+        params: &[],
+        body: None,
+        responses: &[(307, "redirect to /api/v1/docs", "text/plain")],
+    },
+    Route {
         method: "post",
         path: "/start-both",
         summary: "Run one batch of both electrodes through the whole plant (prototype route); answers when done",

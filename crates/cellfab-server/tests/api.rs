@@ -200,6 +200,7 @@ async fn openapi_document_is_openapi_3_and_lists_every_route() {
     assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
     let paths = doc["paths"].as_object().unwrap();
     let routes = [
+        ("get", "/"),
         ("post", "/start-both"),
         ("post", "/reset"),
         ("get", "/files/{electrode_type}"),

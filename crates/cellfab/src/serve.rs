@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use cellfab_plant::PlantConfig;
 use cellfab_server::ServerConfig;
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -63,8 +64,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let addr = SocketAddr::new(args.host, args.port);
         let (local, server) =
             cellfab_server::bind(config, addr, shutdown).await.with_context(|| format!("cannot serve on {addr}"))?;
-        println!("cellfab serving on http://{local} (data in {})", args.data_dir.display());
-        println!("API docs: http://{local}/api/v1/docs");
+        // A closed stdout (a supervisor that stopped reading) must not stop the server.
+        let _ = writeln!(
+            std::io::stdout(),
+            "cellfab serving on http://{local} (data in {})\nAPI docs: http://{local}/api/v1/docs",
+            args.data_dir.display()
+        );
         server.await.context("server stopped")
     })
 }
