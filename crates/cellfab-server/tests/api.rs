@@ -264,3 +264,18 @@ async fn health_and_metrics_report_runs_and_samples() {
     assert_eq!(value("cellfab_run_queue_length"), 0.0);
     assert!(text.contains("# TYPE cellfab_samples_total counter"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_do_not_stall_the_plant() {
+    let s = start(small_config("slowclients")).await;
+    let blocker = post_run(&s, r#"{"speed": 1}"#).await;
+    s.wait_status(&blocker, "running").await;
+    let id = post_run(&s, "{}").await;
+    // connected, subscribed, and never read from again
+    let _status = connect(&format!("{}/ws/status", s.ws)).await;
+    let _events = connect(&format!("{}/api/v1/runs/{id}/events", s.ws)).await;
+    assert_eq!(s.post(&format!("/api/v1/runs/{blocker}/cancel"), "").await.status(), 200);
+    let run = s.wait_status(&id, "finished").await;
+    assert_eq!(run["cells"]["count"], 64);
+    assert!(run["samples"].as_u64().unwrap() > 1000);
+}

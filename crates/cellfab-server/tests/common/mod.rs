@@ -135,3 +135,9 @@ pub async fn next_text(ws: &mut Ws, wait: Duration) -> Option<String> {
         }
     }
 }
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
+}
