@@ -5,10 +5,12 @@
 //! * `cellfab params` — print the default configuration as commented TOML (or its JSON
 //!   Schema).
 //! * `cellfab bench` — timings of a default batch and of each stage's model stepping.
+//! * `cellfab serve` — the HTTP API and live events (the default without a subcommand).
 
 mod bench;
 mod params;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -17,7 +19,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "cellfab", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -28,14 +30,18 @@ enum Command {
     Params(params::ParamsArgs),
     /// Measure a default batch end to end and each stage's model stepping (use --release).
     Bench(bench::BenchArgs),
+    /// Serve the HTTP API and live events on http://127.0.0.1:8000 (the default).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
-        Command::Params(args) => params::params(args),
-        Command::Bench(args) => bench::bench(args),
+        Some(Command::Run(args)) => run::run(args),
+        Some(Command::Params(args)) => params::params(args),
+        Some(Command::Bench(args)) => bench::bench(args),
+        Some(Command::Serve(args)) => serve::serve(args),
+        None => serve::serve(serve::ServeArgs::default()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,539 @@
+//! The versioned API under `/api/v1`: configuration, runs, samples, downloads, live events,
+//! health and metrics. Described by `GET /api/v1/openapi.json` (see `openapi.rs`).
+
+use crate::body::{self, JsonBody};
+use crate::error::ApiError;
+use crate::legacy::zip_response;
+use crate::runs::{Run, RunStatus};
+use crate::zipstream::Scope;
+use crate::AppState;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cellfab_model::stage::StageParams;
+use cellfab_model::{Line, ParamError, StageKind};
+use cellfab_plant::{Plant, PlantConfig, PlantError, Speed};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The `/api/v1` routes (nest under `/api/v1`).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs))
+        .route("/config/default", get(config_default))
+        .route("/config/schema", get(config_schema))
+        .route("/config/validate", post(config_validate))
+        .route("/runs", post(create_run).get(list_runs))
+        .route("/runs/{id}", get(get_run))
+        .route("/runs/{id}/cancel", post(cancel_run))
+        .route("/runs/{id}/samples", get(samples))
+        .route("/runs/{id}/download", get(download))
+        .route("/runs/{id}/events", get(events))
+}
+
+async fn health(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "runs": app.runs.list().len(),
+        "queued": app.runs.queued(),
+    }))
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let text = app.metrics.render(app.runs.queued());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(crate::openapi::DOCS_PAGE)
+}
+
+async fn config_default(State(app): State<AppState>) -> Json<PlantConfig> {
+    Json(app.base_config.as_ref().clone())
+}
+
+async fn config_schema() -> Json<Value> {
+    Json(PlantConfig::json_schema())
+}
+
+/// Merges `overrides` onto `base` (objects key by key) and parses it, naming the field of a
+/// wrong type or an unknown key.
+pub fn merged_config(base: &PlantConfig, overrides: Value) -> Result<PlantConfig, ApiError> {
+    if !overrides.is_object() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+            "the configuration must be a JSON object holding any subset of the keys of GET /api/v1/config/default",
+        ));
+    }
+    let mut value = serde_json::to_value(base).map_err(|e| ApiError::internal(e.to_string()))?;
+    merge(&mut value, overrides);
+    body::from_value(value)
+}
+
+fn merge(base: &mut Value, overrides: Value) {
+    match (base, overrides) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+fn param_json(e: &ParamError) -> Value {
+    let finite = |v: f64| if v.is_finite() { Value::from(v) } else { Value::Null };
+    json!({"field": e.field, "value": finite(e.value), "min": e.min, "max": e.max, "unit": e.unit,
+           "message": e.to_string()})
+}
+
+/// Every parameter error of `c`: the plant settings, then each stage's parameters (one error
+/// per parameter set, the first it finds).
+fn all_errors(c: &PlantConfig) -> Vec<ParamError> {
+    let mut errors = Vec::new();
+    let plant_only = PlantConfig { plant: c.plant.clone(), ..PlantConfig::default() };
+    match plant_only.validate() {
+        Ok(()) => {}
+        Err(PlantError::Param(e)) => errors.push(e),
+        Err(e @ PlantError::QueueFull { .. }) => {
+            errors.push(ParamError::rule("plant.batches", c.plant.batches as f64, "", e.to_string()))
+        }
+        Err(e) => errors.push(ParamError::rule("plant", f64::NAN, "", e.to_string())),
+    }
+    let mut check = |prefix: String, r: Result<(), ParamError>| {
+        if let Err(e) = r {
+            errors.push(e.at(&prefix));
+        }
+    };
+    for (name, line) in [("anode", &c.anode), ("cathode", &c.cathode)] {
+        check(format!("{name}.recipe."), line.recipe.validate());
+        check(format!("{name}.mixing."), line.mixing.validate());
+        check(format!("{name}.coating."), line.coating.validate());
+        check(format!("{name}.drying."), line.drying.validate());
+        check(format!("{name}.calendaring."), line.calendaring.validate());
+        check(format!("{name}.slitting."), line.slitting.validate());
+        check(format!("{name}.inspection."), line.inspection.validate());
+        check(format!("{name}.rewinding."), line.rewinding.validate());
+    }
+    check("cell.assembly.".into(), c.cell.assembly.validate());
+    check("cell.filling.".into(), c.cell.filling.validate());
+    check("cell.formation.".into(), c.cell.formation.validate());
+    check("cell.aging.".into(), c.cell.aging.validate());
+    errors
+}
+
+/// Checks a (partial) configuration without running anything: 200 with every error.
+async fn config_validate(
+    State(app): State<AppState>,
+    JsonBody(overrides): JsonBody<Value>,
+) -> Result<Json<Value>, ApiError> {
+    if !overrides.is_object() {
+        // not a configuration at all: the request is wrong, not the configuration
+        return merged_config(&app.base_config, overrides).map(|_| Json(Value::Null));
+    }
+    let errors: Vec<Value> = match merged_config(&app.base_config, overrides) {
+        Ok(config) => all_errors(&config).iter().map(param_json).collect(),
+        Err(e) => vec![json!({"field": e.field, "code": e.code, "message": e.message})],
+    };
+    Ok(Json(json!({"valid": errors.is_empty(), "errors": errors})))
+}
+
+/// Body of `POST /api/v1/runs`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// Any subset of the configuration's keys; the rest keep the server's defaults.
+    config: Option<Value>,
+    /// Batches (overrides `plant.batches`).
+    batches: Option<u32>,
+    /// Master seed (overrides `plant.seed`).
+    seed: Option<u64>,
+    /// Plant time 0, RFC 3339 (overrides `plant.start`).
+    start: Option<String>,
+    /// "max" or simulated seconds per wall second (overrides `plant.speed`).
+    speed: Option<Speed>,
+}
+
+async fn create_run(State(app): State<AppState>, JsonBody(req): JsonBody<RunRequest>) -> Result<Response, ApiError> {
+    let prefixed = |mut e: ApiError| {
+        e.field = Some(format!("config.{}", e.field.as_deref().unwrap_or_default()).trim_end_matches('.').to_string());
+        e
+    };
+    let mut config = match req.config {
+        Some(overrides) => merged_config(&app.base_config, overrides).map_err(prefixed)?,
+        None => app.base_config.as_ref().clone(),
+    };
+    let p = &mut config.plant;
+    let mut top = Vec::new();
+    if let Some(b) = req.batches {
+        p.batches = b;
+        top.push("batches");
+    }
+    if let Some(s) = req.seed {
+        p.seed = s;
+        top.push("seed");
+    }
+    if let Some(s) = req.start {
+        p.start = s;
+        top.push("start");
+    }
+    if let Some(s) = req.speed {
+        p.speed = s;
+        top.push("speed");
+    }
+    let plant = Plant::new(config, jiff::Timestamp::now()).map_err(|e| {
+        let mut err = ApiError::plant(e);
+        if let Some(f) = err.field.clone() {
+            err.field = Some(match f.strip_prefix("plant.") {
+                Some(key) if top.contains(&key) => key.to_string(),
+                _ => format!("config.{f}"),
+            });
+        }
+        err
+    })?;
+    let run = app.runs.submit(plant, "api")?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": run.id, "status": run.status()}))).into_response())
+}
+
+async fn list_runs(State(app): State<AppState>) -> Json<Value> {
+    Json(json!({"runs": app.runs.list().iter().map(|r| r.view(false)).collect::<Vec<_>>()}))
+}
+
+async fn get_run(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(app.runs.get(&id)?.view(true)))
+}
+
+async fn cancel_run(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = app.runs.get(&id)?;
+    let status = run.status();
+    if status.is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_ended",
+            format!("run {id} has already ended ({status:?}); nothing to cancel"),
+        )
+        .field("id"));
+    }
+    run.cancel();
+    Ok(Json(json!({"id": run.id, "status": run.status(), "cancel_requested": true})))
+}
+
+/// Query strings are parsed as flat string maps, then every key is checked, so an unknown
+/// or malformed parameter is a JSON error naming it.
+fn query(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    allowed: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
+    let Query(map) = q.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            format!("unknown query parameter \"{k}\"; allowed: {}", allowed.join(", ")),
+        )
+        .field(k.clone()));
+    }
+    Ok(map)
+}
+
+fn finished_folder(run: &Run) -> Result<std::path::PathBuf, ApiError> {
+    match (run.status(), run.folder()) {
+        (RunStatus::Finished, Some(f)) => Ok(f),
+        (status, _) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_not_finished",
+            format!("run {} is {status:?}; its files can be downloaded once it has finished", run.id),
+        )
+        .field("id")),
+    }
+}
+
+async fn download(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let run = app.runs.get(&id)?;
+    let q = query(q, &["scope"])?;
+    let scope_name = q.get("scope").map(String::as_str).unwrap_or("all");
+    let scope = match scope_name {
+        "anode" => Scope::Line(Line::Anode),
+        "cathode" => Scope::Line(Line::Cathode),
+        "cell" => Scope::Line(Line::Cell),
+        "all" => Scope::All,
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                format!("scope = \"{other}\": must be anode, cathode, cell or all"),
+            )
+            .field("scope"))
+        }
+    };
+    let folder = finished_folder(&run)?;
+    zip_response(folder, scope, &format!("{}-{scope_name}", run.id)).await
+}
+
+/// Default and largest `max_points` of a samples query.
+const DEFAULT_MAX_POINTS: usize = 1000;
+const LIMIT_MAX_POINTS: usize = 100_000;
+
+fn number(q: &HashMap<String, String>, key: &str) -> Result<Option<f64>, ApiError> {
+    q.get(key)
+        .map(|s| match s.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            _ => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                format!("{key} = \"{s}\": must be a finite number of seconds"),
+            )
+            .field(key)),
+        })
+        .transpose()
+}
+
+/// A machine's time series: `batch`, `time_s` (stage time: seconds since the machine
+/// started the batch; `from`/`to` filter on it) and every numeric field of the typed sample (measured value where
+/// a signal has one), downsampled to at most `max_points` evenly spaced points.
+async fn samples(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let run = app.runs.get(&id)?;
+    let q = query(q, &["machine", "fields", "from", "to", "max_points"])?;
+    let machine = q.get("machine").ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "missing_field", "machine is required, e.g. machine=MC_Coat_Anode")
+            .field("machine")
+    })?;
+    let stage = run
+        .machines()
+        .iter()
+        .find(|m| &m.machine_id == machine)
+        .and_then(|m| StageKind::from_name(m.stage))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                format!("machine = \"{machine}\": not a machine of the plant (see GET /api/v1/runs/{id})"),
+            )
+            .field("machine")
+        })?;
+    let (from, to) = (number(&q, "from")?, number(&q, "to")?);
+    let max_points = match q.get("max_points") {
+        None => DEFAULT_MAX_POINTS,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (2..=LIMIT_MAX_POINTS).contains(&n) => n,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "out_of_range",
+                    format!("max_points = \"{s}\": must be an integer from 2 to {LIMIT_MAX_POINTS}"),
+                )
+                .field("max_points"))
+            }
+        },
+    };
+    let fields: Option<Vec<String>> =
+        q.get("fields").map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+    let folder = run.folder().ok_or_else(|| {
+        ApiError::new(StatusCode::CONFLICT, "run_not_started", format!("run {id} has not started yet")).field("id")
+    })?;
+    let machine = machine.clone();
+    let points = tokio::task::spawn_blocking(move || read_series(&folder, stage, &machine, from, to))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    let total = points.len();
+    let available: Vec<String> = {
+        let mut names: Vec<String> = points.first().map(|p| p.values.keys().cloned().collect()).unwrap_or_default();
+        names.sort();
+        names
+    };
+    if let Some(fields) = &fields {
+        if let Some(bad) = fields.iter().find(|f| total > 0 && !available.contains(f)) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_value",
+                format!(
+                    "fields: \"{bad}\" is not a numeric field of this machine; available: {}",
+                    available.join(", ")
+                ),
+            )
+            .field("fields"));
+        }
+    }
+    let picked = downsample(total, max_points);
+    let rows: Vec<Value> = picked
+        .into_iter()
+        .map(|i| {
+            let p = &points[i];
+            let mut row = serde_json::Map::new();
+            row.insert("batch".into(), Value::from(p.batch));
+            row.insert("time_s".into(), Value::from(p.t_s));
+            for (k, v) in &p.values {
+                if fields.as_ref().is_none_or(|f| f.contains(k)) {
+                    row.insert(k.clone(), Value::from(*v));
+                }
+            }
+            Value::Object(row)
+        })
+        .collect();
+    Ok(Json(json!({
+        "run_id": id,
+        "machine": q.get("machine"),
+        "total_points": total,
+        "returned_points": rows.len(),
+        "fields": fields.unwrap_or(available),
+        "points": rows,
+    })))
+}
+
+/// Indices of at most `max` points spread evenly over `n`, always keeping the first and last.
+fn downsample(n: usize, max: usize) -> Vec<usize> {
+    if n <= max {
+        return (0..n).collect();
+    }
+    let mut out: Vec<usize> =
+        (0..max).map(|k| ((k as f64) * (n - 1) as f64 / (max - 1) as f64).round() as usize).collect();
+    out.dedup();
+    out
+}
+
+struct Point {
+    batch: u64,
+    t_s: f64,
+    values: std::collections::BTreeMap<String, f64>,
+}
+
+fn flatten(prefix: &str, v: &Value, out: &mut std::collections::BTreeMap<String, f64>) {
+    match v {
+        Value::Number(n) => {
+            if let Some(x) = n.as_f64() {
+                out.insert(prefix.to_string(), x);
+            }
+        }
+        // A measured signal: {"true": …, "meas": …}; charts show what the sensor read.
+        Value::Object(m) if m.contains_key("true") && m.contains_key("meas") => {
+            if let Some(x) = m.get("meas").and_then(Value::as_f64).or_else(|| m.get("true").and_then(Value::as_f64)) {
+                out.insert(prefix.to_string(), x);
+            }
+        }
+        Value::Object(m) => {
+            for (k, v) in m {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn read_series(
+    folder: &std::path::Path,
+    stage: StageKind,
+    machine: &str,
+    from: Option<f64>,
+    to: Option<f64>,
+) -> Result<Vec<Point>, ApiError> {
+    let dir = folder.join(stage.folder());
+    let prefix = format!("{machine}_");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(ApiError::internal(format!("cannot read {}: {e}", dir.display()))),
+    };
+    let mut points = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with(&prefix) || !name.contains("_result_at_") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(entry.path()) else { continue };
+        let Ok(record) = serde_json::from_slice::<Value>(&bytes) else { continue };
+        let t_s = match (
+            record.get("Duration").and_then(Value::as_f64),
+            record.get("Duration (days)").and_then(Value::as_f64),
+        ) {
+            (Some(s), _) => s,
+            (None, Some(d)) => d * 86400.0,
+            _ => continue,
+        };
+        if from.is_some_and(|f| t_s < f) || to.is_some_and(|t| t_s > t) {
+            continue;
+        }
+        let mut values = std::collections::BTreeMap::new();
+        if let Some(typed) = record.get("cellfab") {
+            flatten("", typed, &mut values);
+        }
+        let batch = record.get("Batch").and_then(Value::as_u64).unwrap_or(0);
+        points.push(Point { batch, t_s, values });
+    }
+    points.sort_by(|a, b| (a.batch, a.t_s).partial_cmp(&(b.batch, b.t_s)).unwrap_or(std::cmp::Ordering::Equal));
+    Ok(points)
+}
+
+async fn events(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let run = app.runs.get(&id)?;
+    Ok(crate::legacy::upgrade(ws)?.on_upgrade(move |socket| event_client(app, run, socket)))
+}
+
+/// Sends a snapshot of the run, then its live events; closes after the run's last event.
+async fn event_client(app: AppState, run: Arc<Run>, mut socket: WebSocket) {
+    let (mut rx, snapshot) = run.watch();
+    app.metrics.event_clients.fetch_add(1, Ordering::Relaxed);
+    let ended = run.status().is_terminal();
+    let snapshot = json!({"type": "snapshot", "run": snapshot});
+    if socket.send(Message::text(snapshot.to_string())).await.is_ok() && !ended {
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Ok(event) => {
+                        if socket.send(Message::text(event.json.to_string())).await.is_err() || event.last {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        app.metrics.live_skipped.fetch_add(n, Ordering::Relaxed);
+                        let note = json!({"type": "skipped", "run_id": run.id, "events": n});
+                        if socket.send(Message::text(note.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+    app.metrics.event_clients.fetch_sub(1, Ordering::Relaxed);
+}

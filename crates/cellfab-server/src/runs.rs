@@ -1,0 +1,623 @@
+//! Runs: the registry, the bounded queue in front of the plant, the worker that runs one
+//! plant at a time, and what each run records while it runs (progress per machine, final
+//! results, cell grades) and streams live.
+//!
+//! Every run writes `DATA-DIR/runs/<run id>/` through [`SeedLayoutWriter`], fed by a
+//! `Delivery::Reliable` subscription (persistence never loses an event). The same thread then
+//! updates the run's state and sends live JSON events over a broadcast channel whose slow
+//! receivers skip events: a viewer never slows the plant. Samples are decimated for the live
+//! view to at most one per machine every [`LIVE_SAMPLE_INTERVAL`].
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::status::StatusFeed;
+use axum::http::StatusCode;
+use cellfab_model::{Line, StageKind};
+use cellfab_plant::events::{PlantEvent, DEFAULT_SUBSCRIBER_CAPACITY};
+use cellfab_plant::{CancelToken, Delivery, Plant, PlantError};
+use cellfab_store::SeedLayoutWriter;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// Live events buffered per viewer before it starts skipping.
+pub const LIVE_BUFFER: usize = 1024;
+/// Shortest wall time between two live samples of one machine.
+pub const LIVE_SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest a reset waits for a cancelled run to stop.
+const RESET_WAIT: Duration = Duration::from_secs(60);
+
+/// Where a run is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Waiting in the queue.
+    Queued,
+    /// The plant is running it.
+    Running,
+    /// Every batch went through; the run folder and its manifest are complete.
+    Finished,
+    /// A machine or the file writer failed.
+    Failed,
+    /// Cancelled (by `POST /runs/{id}/cancel` or `POST /reset`).
+    Cancelled,
+}
+
+impl RunStatus {
+    /// True once the run can change no more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Finished | RunStatus::Failed | RunStatus::Cancelled)
+    }
+}
+
+/// Progress of one machine in a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct MachineProgress {
+    /// Machine id (`MC_Coat_Anode`).
+    pub machine_id: String,
+    /// `Anode`, `Cathode` or `Cell`.
+    pub line: &'static str,
+    /// Stage name (`coating`).
+    pub stage: &'static str,
+    /// `idle`, `on` (working on `batch`) or `off`.
+    pub state: &'static str,
+    /// Batch being worked on or last worked on.
+    pub batch: Option<u32>,
+    /// Batches this machine has finished.
+    pub batches_done: u32,
+    /// Samples this machine has produced.
+    pub samples: u64,
+    /// Plant timestamp at which the machine last finished a batch.
+    pub completed_at: Option<String>,
+}
+
+/// The final result of one machine and batch.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageResult {
+    /// Machine id.
+    pub machine_id: String,
+    /// Batch.
+    pub batch: u32,
+    /// Passed the stage's acceptance.
+    pub accepted: bool,
+    /// Plant timestamp of the end.
+    pub timestamp: String,
+    /// Stage duration [s].
+    pub duration_s: f64,
+    /// Samples produced.
+    pub samples: u64,
+    /// Key values (unit-suffixed names).
+    pub summary: BTreeMap<String, f64>,
+}
+
+/// Cell results of a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CellSummary {
+    /// Cells finished.
+    pub count: u64,
+    /// Cells per grade.
+    pub grades: BTreeMap<String, u64>,
+}
+
+/// What changes while a run runs.
+#[derive(Debug)]
+struct RunState {
+    status: RunStatus,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    error: Option<String>,
+    machines: Vec<MachineProgress>,
+    results: Vec<StageResult>,
+    cells: CellSummary,
+    samples: u64,
+    alarms: u64,
+    plant_end_t_s: Option<f64>,
+    folder: Option<PathBuf>,
+}
+
+/// One live event for viewers of a run.
+#[derive(Clone, Debug)]
+pub struct LiveEvent {
+    /// The JSON text.
+    pub json: Arc<str>,
+    /// True for the run's last event: viewers may close after it.
+    pub last: bool,
+}
+
+/// A submitted run.
+pub struct Run {
+    /// Run id, also the name of its folder.
+    pub id: String,
+    /// `api` or `start-both`.
+    pub source: &'static str,
+    seed: u64,
+    batches: u32,
+    speed: String,
+    start: String,
+    created_at: String,
+    epoch_us: i64,
+    cancel: CancelToken,
+    state: Mutex<RunState>,
+    live: broadcast::Sender<LiveEvent>,
+    done: watch::Sender<bool>,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn all_machines() -> Vec<MachineProgress> {
+    let electrode = [Line::Anode, Line::Cathode].into_iter().flat_map(|l| StageKind::ELECTRODE.map(|s| (l, s)));
+    let cell = StageKind::CELL.map(|s| (Line::Cell, s));
+    electrode
+        .chain(cell)
+        .map(|(line, stage)| MachineProgress {
+            machine_id: stage.machine_id(line),
+            line: line.title(),
+            stage: stage.name(),
+            state: "idle",
+            batch: None,
+            batches_done: 0,
+            samples: 0,
+            completed_at: None,
+        })
+        .collect()
+}
+
+impl Run {
+    fn new(id: String, source: &'static str, plant: &Plant) -> Self {
+        let p = &plant.config().plant;
+        Self {
+            id,
+            source,
+            seed: p.seed,
+            batches: p.batches,
+            speed: p.speed.to_string(),
+            start: plant.epoch().to_string(),
+            created_at: now(),
+            epoch_us: plant.epoch().as_microsecond(),
+            cancel: plant.cancel_token(),
+            state: Mutex::new(RunState {
+                status: RunStatus::Queued,
+                started_at: None,
+                finished_at: None,
+                error: None,
+                machines: all_machines(),
+                results: Vec::new(),
+                cells: CellSummary::default(),
+                samples: 0,
+                alarms: 0,
+                plant_end_t_s: None,
+                folder: None,
+            }),
+            live: broadcast::channel(LIVE_BUFFER).0,
+            done: watch::channel(false).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunState> {
+        self.state.lock().expect("run state lock")
+    }
+
+    /// Current status.
+    pub fn status(&self) -> RunStatus {
+        self.lock().status
+    }
+
+    /// The run folder, once created.
+    pub fn folder(&self) -> Option<PathBuf> {
+        self.lock().folder.clone()
+    }
+
+    /// Machine progress (id, completed, timestamp of completion).
+    pub fn machines(&self) -> Vec<MachineProgress> {
+        self.lock().machines.clone()
+    }
+
+    /// Error text of a failed run.
+    pub fn error(&self) -> Option<String> {
+        self.lock().error.clone()
+    }
+
+    /// Requests cancellation (a queued run is dropped when its turn comes).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits until the run is finished, failed or cancelled.
+    pub async fn wait(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// A receiver of the run's live events and, taken after subscribing, its state.
+    pub fn watch(&self) -> (broadcast::Receiver<LiveEvent>, Value) {
+        let rx = self.live.subscribe();
+        (rx, self.view(true))
+    }
+
+    /// The run as JSON: with `detail`, progress per machine, results and cells.
+    pub fn view(&self, detail: bool) -> Value {
+        let s = self.lock();
+        let total = (s.machines.len() as u64 * self.batches as u64).max(1);
+        let done: u64 = s.machines.iter().map(|m| m.batches_done as u64).sum();
+        let mut v = json!({
+            "id": self.id,
+            "source": self.source,
+            "status": s.status,
+            "seed": self.seed,
+            "batches": self.batches,
+            "speed": self.speed,
+            "start": self.start,
+            "created_at": self.created_at,
+            "started_at": s.started_at,
+            "finished_at": s.finished_at,
+            "error": s.error,
+            "progress": done as f64 / total as f64,
+            "samples": s.samples,
+            "alarms": s.alarms,
+            "cells": s.cells,
+            "plant_end_t_s": s.plant_end_t_s,
+        });
+        if detail {
+            v["machines"] = serde_json::to_value(&s.machines).unwrap_or_default();
+            v["results"] = serde_json::to_value(&s.results).unwrap_or_default();
+        }
+        v
+    }
+
+    fn send(&self, json: Value, last: bool) {
+        // No viewer is not an error.
+        let _ = self.live.send(LiveEvent { json: Arc::from(json.to_string()), last });
+    }
+
+    fn set_running(&self, folder: PathBuf) {
+        {
+            let mut s = self.lock();
+            s.status = RunStatus::Running;
+            s.started_at = Some(now());
+            s.folder = Some(folder);
+        }
+        self.send(json!({"type": "run_state", "run_id": self.id, "status": RunStatus::Running}), false);
+    }
+
+    fn end(
+        &self,
+        status: RunStatus,
+        error: Option<String>,
+        plant_end_t_s: Option<f64>,
+        feed: &StatusFeed,
+        m: &Metrics,
+    ) {
+        {
+            let mut s = self.lock();
+            s.status = status;
+            s.finished_at = Some(now());
+            s.error = error.clone();
+            s.plant_end_t_s = plant_end_t_s;
+        }
+        let counter = match status {
+            RunStatus::Finished => &m.runs_finished,
+            RunStatus::Cancelled => &m.runs_cancelled,
+            _ => &m.runs_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match &error {
+            Some(e) => feed.push(&format!("Error: run {} {}: {e}", self.id, status_word(status))),
+            None => feed.push(&format!("Run {} {}", self.id, status_word(status))),
+        }
+        self.send(json!({"type": "run_state", "run_id": self.id, "status": status, "error": error}), true);
+        self.done.send_replace(true);
+    }
+}
+
+fn status_word(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Queued => "queued",
+        RunStatus::Running => "running",
+        RunStatus::Finished => "finished",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
+    }
+}
+
+struct Job {
+    run: Arc<Run>,
+    plant: Plant,
+}
+
+/// The registry of runs and the queue in front of the plant.
+pub struct Runs {
+    runs_dir: PathBuf,
+    list: Mutex<Vec<Arc<Run>>>,
+    queue: mpsc::Sender<Job>,
+    queue_capacity: usize,
+    counter: AtomicU64,
+    feed: Arc<StatusFeed>,
+    metrics: Arc<Metrics>,
+}
+
+impl Runs {
+    /// Creates the registry and starts its worker on the current tokio runtime.
+    pub fn start(runs_dir: PathBuf, queue_capacity: usize, feed: Arc<StatusFeed>, metrics: Arc<Metrics>) -> Arc<Self> {
+        let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+        let runs = Arc::new(Self {
+            runs_dir: runs_dir.clone(),
+            list: Mutex::new(Vec::new()),
+            queue: tx,
+            queue_capacity: queue_capacity.max(1),
+            counter: AtomicU64::new(0),
+            feed: feed.clone(),
+            metrics: metrics.clone(),
+        });
+        tokio::spawn(worker(rx, runs_dir, feed, metrics));
+        runs
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Run>>> {
+        self.list.lock().expect("run list lock")
+    }
+
+    /// Queues a validated plant. A full queue is 429 and changes nothing.
+    pub fn submit(&self, plant: Plant, source: &'static str) -> Result<Arc<Run>, ApiError> {
+        let mut list = self.lock();
+        let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+        let seed = plant.config().plant.seed;
+        let id = loop {
+            let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+            let id = format!("run-{stamp}-s{seed}-{n}");
+            if !self.runs_dir.join(&id).exists() {
+                break id;
+            }
+        };
+        let run = Arc::new(Run::new(id, source, &plant));
+        match self.queue.try_send(Job { run: run.clone(), plant }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "queue_full",
+                    format!(
+                        "the run queue is full ({} runs waiting); retry when a run has finished",
+                        self.queue_capacity
+                    ),
+                ))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(ApiError::internal("the run worker has stopped")),
+        }
+        list.push(run.clone());
+        self.metrics.runs_submitted.fetch_add(1, Ordering::Relaxed);
+        self.feed.push(&format!("Run {} queued ({} batch(es), seed {seed})", run.id, run.batches));
+        Ok(run)
+    }
+
+    /// A run by id.
+    pub fn get(&self, id: &str) -> Result<Arc<Run>, ApiError> {
+        self.lock()
+            .iter()
+            .find(|r| r.id == id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("no run with id \"{id}\"")).field("id"))
+    }
+
+    /// Every run, newest first.
+    pub fn list(&self) -> Vec<Arc<Run>> {
+        self.lock().iter().rev().cloned().collect()
+    }
+
+    /// Runs waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.lock().iter().filter(|r| r.status() == RunStatus::Queued).count()
+    }
+
+    /// The newest run that finished.
+    pub fn latest_finished(&self) -> Option<Arc<Run>> {
+        self.lock().iter().rev().find(|r| r.status() == RunStatus::Finished).cloned()
+    }
+
+    /// Cancels every run, waits for them to stop, forgets them and deletes their folders.
+    /// Returns how many runs were cleared.
+    pub async fn reset(&self) -> Result<usize, ApiError> {
+        let runs: Vec<Arc<Run>> = std::mem::take(&mut *self.lock());
+        for run in &runs {
+            run.cancel();
+        }
+        for run in &runs {
+            if tokio::time::timeout(RESET_WAIT, run.wait()).await.is_err() {
+                return Err(ApiError::internal(format!("run {} did not stop within {RESET_WAIT:?}", run.id)));
+            }
+        }
+        for run in &runs {
+            if let Some(folder) = run.folder() {
+                match tokio::fs::remove_dir_all(&folder).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(ApiError::internal(format!("cannot delete {}: {e}", folder.display()))),
+                }
+            }
+        }
+        Ok(runs.len())
+    }
+}
+
+async fn worker(mut rx: mpsc::Receiver<Job>, runs_dir: PathBuf, feed: Arc<StatusFeed>, metrics: Arc<Metrics>) {
+    while let Some(job) = rx.recv().await {
+        let run = job.run.clone();
+        if run.cancel.is_cancelled() {
+            run.end(RunStatus::Cancelled, None, None, &feed, &metrics);
+            continue;
+        }
+        let (dir, feed2, metrics2) = (runs_dir.clone(), feed.clone(), metrics.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || execute(job, &dir, &feed2, &metrics2)).await {
+            run.end(RunStatus::Failed, Some(format!("the run crashed: {e}")), None, &feed, &metrics);
+        }
+    }
+}
+
+/// Runs one plant to its end, writing its folder; blocking.
+fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metrics>) {
+    let Job { run, plant } = job;
+    let wall = Instant::now();
+    let mut writer = match SeedLayoutWriter::create(runs_dir, &run.id, plant.epoch()) {
+        Ok(w) => w,
+        Err(e) => {
+            let msg = format!("cannot create the run folder in {}: {e}", runs_dir.display());
+            run.end(RunStatus::Failed, Some(msg), None, feed, metrics);
+            return;
+        }
+    };
+    run.set_running(writer.run_dir().to_path_buf());
+    let events = plant.bus().subscribe(DEFAULT_SUBSCRIBER_CAPACITY, Delivery::Reliable);
+    let cancel = plant.cancel_token();
+    let handler = {
+        let (run, feed, metrics) = (run.clone(), feed.clone(), metrics.clone());
+        std::thread::spawn(move || {
+            let mut write_error: Option<String> = None;
+            let mut recorder = Recorder::default();
+            for event in events.rx {
+                if write_error.is_none() {
+                    if let Err(e) = writer.handle(&event) {
+                        write_error = Some(format!("writing the run folder: {e}"));
+                        cancel.cancel();
+                    }
+                }
+                recorder.observe(&run, &event, &feed, &metrics);
+            }
+            (writer, write_error)
+        })
+    };
+    let report = plant.run();
+    let (writer, write_error) = match handler.join() {
+        Ok(x) => x,
+        Err(_) => {
+            run.end(RunStatus::Failed, Some("the file writer crashed".into()), None, feed, metrics);
+            return;
+        }
+    };
+    let (status, error, end) = match (report, write_error) {
+        (_, Some(e)) => (RunStatus::Failed, Some(e), None),
+        (Ok(report), None) => {
+            let config = serde_json::to_value(plant.config()).unwrap_or_default();
+            match writer.finish(report.seed, &report.start, report.end_t_s, config, wall.elapsed().as_secs_f64()) {
+                Ok(_) => (RunStatus::Finished, None, Some(report.end_t_s)),
+                Err(e) => (RunStatus::Failed, Some(format!("writing the manifest: {e}")), None),
+            }
+        }
+        (Err(PlantError::Cancelled), None) => (RunStatus::Cancelled, None, None),
+        (Err(e), None) => (RunStatus::Failed, Some(e.to_string()), None),
+    };
+    run.end(status, error, end, feed, metrics);
+}
+
+/// Turns plant events into run state, status messages and live JSON.
+#[derive(Default)]
+struct Recorder {
+    last_live_sample: HashMap<String, Instant>,
+}
+
+impl Recorder {
+    fn observe(&mut self, run: &Run, event: &PlantEvent, feed: &StatusFeed, metrics: &Metrics) {
+        let ts = |t_s: f64| cellfab_store::seed::timestamp(run.epoch_us, t_s);
+        if let Some(message) = event.message() {
+            feed.push(&message);
+        }
+        let live = match event {
+            PlantEvent::RunStarted { seed, batches, start } => {
+                json!({"type": "run_started", "seed": seed, "batches": batches, "start": start})
+            }
+            PlantEvent::BatchQueued { batch } => json!({"type": "batch_queued", "batch": batch}),
+            PlantEvent::MachineOn { t_s, machine } => {
+                let mut s = run.lock();
+                if let Some(m) = s.machines.iter_mut().find(|m| m.machine_id == machine.machine_id) {
+                    m.state = "on";
+                    m.batch = Some(machine.batch);
+                }
+                json!({"type": "machine_on", "machine_id": machine.machine_id, "batch": machine.batch,
+                       "t_s": t_s, "timestamp": ts(*t_s)})
+            }
+            PlantEvent::MachineOff { t_s, machine } => {
+                let mut s = run.lock();
+                if let Some(m) = s.machines.iter_mut().find(|m| m.machine_id == machine.machine_id) {
+                    m.state = "off";
+                }
+                json!({"type": "machine_off", "machine_id": machine.machine_id, "batch": machine.batch,
+                       "t_s": t_s, "timestamp": ts(*t_s)})
+            }
+            PlantEvent::Sample { t_s, machine, index, sample } => {
+                {
+                    let mut s = run.lock();
+                    s.samples += 1;
+                    if let Some(m) = s.machines.iter_mut().find(|m| m.machine_id == machine.machine_id) {
+                        m.samples += 1;
+                    }
+                }
+                metrics.samples.fetch_add(1, Ordering::Relaxed);
+                let due = self
+                    .last_live_sample
+                    .get(&machine.machine_id)
+                    .is_none_or(|last| last.elapsed() >= LIVE_SAMPLE_INTERVAL);
+                if !due {
+                    return;
+                }
+                self.last_live_sample.insert(machine.machine_id.clone(), Instant::now());
+                json!({"type": "sample", "machine_id": machine.machine_id, "batch": machine.batch,
+                       "index": index, "t_s": t_s, "timestamp": ts(*t_s), "values": sample.to_json()})
+            }
+            PlantEvent::Alarm { batch, alarm } => {
+                run.lock().alarms += 1;
+                json!({"type": "alarm", "batch": batch, "alarm": serde_json::to_value(alarm.as_ref()).unwrap_or_default()})
+            }
+            PlantEvent::StageFinished { t_s, machine, duration_s, samples, result, .. } => {
+                let summary: BTreeMap<String, f64> =
+                    result.summary().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                let progress = {
+                    let mut s = run.lock();
+                    if let Some(m) = s.machines.iter_mut().find(|m| m.machine_id == machine.machine_id) {
+                        m.batches_done += 1;
+                        m.completed_at = Some(ts(*t_s));
+                    }
+                    s.results.push(StageResult {
+                        machine_id: machine.machine_id.clone(),
+                        batch: machine.batch,
+                        accepted: result.accepted(),
+                        timestamp: ts(*t_s),
+                        duration_s: *duration_s,
+                        samples: *samples,
+                        summary: summary.clone(),
+                    });
+                    let total = (s.machines.len() as u64 * run.batches as u64).max(1);
+                    s.machines.iter().map(|m| m.batches_done as u64).sum::<u64>() as f64 / total as f64
+                };
+                json!({"type": "stage_finished", "machine_id": machine.machine_id, "batch": machine.batch,
+                       "t_s": t_s, "timestamp": ts(*t_s), "duration_s": duration_s, "samples": samples,
+                       "accepted": result.accepted(), "summary": summary, "progress": progress})
+            }
+            PlantEvent::CellResults { batch, rows } => {
+                let mut s = run.lock();
+                s.cells.count += rows.len() as u64;
+                for row in rows.iter() {
+                    let grade = row.get("grade").and_then(Value::as_str).unwrap_or("unknown").to_string();
+                    *s.cells.grades.entry(grade).or_default() += 1;
+                }
+                json!({"type": "cell_results", "batch": batch, "cells": rows.len()})
+            }
+            PlantEvent::BatchFinished { batch, t_s } => {
+                json!({"type": "batch_finished", "batch": batch, "t_s": t_s, "timestamp": ts(*t_s)})
+            }
+            PlantEvent::RunFinished { t_s, cancelled } => {
+                json!({"type": "run_finished", "t_s": t_s, "cancelled": cancelled})
+            }
+        };
+        let mut live = live;
+        live["run_id"] = Value::from(run.id.as_str());
+        if let Some(message) = event.message() {
+            live["message"] = Value::from(message);
+        }
+        run.send(live, false);
+    }
+}

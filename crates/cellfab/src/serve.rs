@@ -1,0 +1,75 @@
+//! `cellfab serve`: the web API on http://127.0.0.1:8000 (also what `cellfab` does with no
+//! subcommand). Runs go to `DATA-DIR/runs/<run id>/`.
+
+use anyhow::{Context, Result};
+use cellfab_plant::PlantConfig;
+use cellfab_server::ServerConfig;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Arguments of `cellfab serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to bind; 127.0.0.1 keeps the server local to this machine.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port (0 = any free port).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Folder that receives runs/<run id>/.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Plant configuration every run starts from (TOML or JSON, any subset of the keys).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Browser origin allowed by CORS (repeatable; default: the prototype UI on
+    /// http://localhost:3000 and the dev UI on http://localhost:5173).
+    #[arg(long = "allow-origin")]
+    allow_origins: Vec<String>,
+    /// Runs that may wait in the queue.
+    #[arg(long, default_value_t = cellfab_server::DEFAULT_QUEUE_CAPACITY)]
+    queue: usize,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8000,
+            data_dir: PathBuf::from("data"),
+            config: None,
+            allow_origins: Vec::new(),
+            queue: cellfab_server::DEFAULT_QUEUE_CAPACITY,
+        }
+    }
+}
+
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = ServerConfig::new(args.data_dir.clone());
+    if let Some(path) = &args.config {
+        config.base_config = crate::run::load_config(path)?;
+    } else {
+        config.base_config = PlantConfig::default();
+    }
+    if !args.allow_origins.is_empty() {
+        config.allowed_origins = args.allow_origins.clone();
+    }
+    config.queue_capacity = args.queue;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let addr = SocketAddr::new(args.host, args.port);
+        let (local, server) =
+            cellfab_server::bind(config, addr, shutdown).await.with_context(|| format!("cannot serve on {addr}"))?;
+        // A closed stdout (a supervisor that stopped reading) must not stop the server.
+        let _ = writeln!(
+            std::io::stdout(),
+            "cellfab serving on http://{local} (data in {})\nAPI docs: http://{local}/api/v1/docs",
+            args.data_dir.display()
+        );
+        server.await.context("server stopped")
+    })
+}
