@@ -5,8 +5,10 @@
 //! * `cellfab params` — print the default configuration as commented TOML (or its JSON
 //!   Schema).
 //! * `cellfab bench` — timings of a default batch and of each stage's model stepping.
+//! * `cellfab iot` — SAS tokens and the folder watcher (MQTT / Azure IoT Hub).
 
 mod bench;
+mod iot;
 mod params;
 mod run;
 
@@ -28,6 +30,8 @@ enum Command {
     Params(params::ParamsArgs),
     /// Measure a default batch end to end and each stage's model stepping (use --release).
     Bench(bench::BenchArgs),
+    /// MQTT / Azure IoT Hub tools: print a SAS token, publish a seed-layout folder.
+    Iot(iot::IotArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => run::run(args),
         Command::Params(args) => params::params(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Iot(args) => iot::iot(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
