@@ -217,27 +217,6 @@ impl SeedLayoutWriter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn half_even_rounding_as_python() {
-        assert_eq!(round_half_even(2.5), 2);
-        assert_eq!(round_half_even(3.5), 4);
-        assert_eq!(round_half_even(2968.75), 2969);
-        assert_eq!(round_half_even(2.4), 2);
-        assert_eq!(round_half_even(0.0), 0);
-    }
-
-    #[test]
-    fn timestamps_are_plant_epoch_plus_time() {
-        let epoch: jiff::Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
-        assert_eq!(timestamp(epoch.as_microsecond(), 5.0), "2025-01-01T00:00:05.000000");
-        assert_eq!(timestamp(epoch.as_microsecond(), 3600.25), "2025-01-01T01:00:00.250000");
-    }
-}
-
 /// The base keys of a seed record (`TimeStamp`, `Duration`, `Machine ID`, `Process`,
 /// `Electrode Type`, `Batch`) and the file-name form of its timestamp.
 fn record_base(epoch_us: i64, machine: &MachineRef, t_s: f64, stage_time_s: f64) -> (LegacyRecord, String) {
@@ -287,4 +266,25 @@ pub fn alarm_record(epoch: jiff::Timestamp, batch: u32, alarm: &cellfab_model::A
         m.insert("timestamp".into(), Value::String(timestamp(epoch.as_microsecond(), alarm.t_s)));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_even_rounding_as_python() {
+        assert_eq!(round_half_even(2.5), 2);
+        assert_eq!(round_half_even(3.5), 4);
+        assert_eq!(round_half_even(2968.75), 2969);
+        assert_eq!(round_half_even(2.4), 2);
+        assert_eq!(round_half_even(0.0), 0);
+    }
+
+    #[test]
+    fn timestamps_are_plant_epoch_plus_time() {
+        let epoch: jiff::Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(timestamp(epoch.as_microsecond(), 5.0), "2025-01-01T00:00:05.000000");
+        assert_eq!(timestamp(epoch.as_microsecond(), 3600.25), "2025-01-01T01:00:00.250000");
+    }
 }
