@@ -108,3 +108,13 @@ pub fn from_seed_file(prefix: &str, file_name: &str, record: Map<String, Value>)
     let kind = if file_name.contains("_final_results_") { Kind::Final } else { Kind::Telemetry };
     Some(Message { topic: topic(prefix, &line, &machine, kind), kind, payload: record })
 }
+
+/// Several telemetry records of one machine in one message (IoT Hub quota):
+/// `{"Machine ID": …, "records": [ … ]}` on the machine's telemetry topic.
+pub fn batch(topic: String, records: Vec<Map<String, Value>>) -> Message {
+    let machine = records.first().and_then(|r| r.get("Machine ID")).cloned().unwrap_or(Value::Null);
+    let mut payload = Map::new();
+    payload.insert("Machine ID".into(), machine);
+    payload.insert("records".into(), Value::Array(records.into_iter().map(Value::Object).collect()));
+    Message { topic, kind: Kind::Telemetry, payload }
+}

@@ -242,18 +242,25 @@ impl Publisher {
         let shared = self.shared.clone();
         std::thread::spawn(move || {
             let prefix = shared.target.prefix().to_string();
+            let mut batcher = Batcher::new(shared.target.batch(), shared.target.max_payload_bytes());
             let (mut queued, mut first_error) = (0u64, None);
+            let mut send = |message: Message, queued: &mut u64| match shared.push(message) {
+                Ok(_) => *queued += 1,
+                // keep consuming so the plant is never blocked by a broken sink
+                Err(e) if first_error.is_none() => {
+                    eprintln!("error: mqtt: {e}");
+                    first_error = Some(e);
+                }
+                Err(_) => {}
+            };
             for event in sub.rx {
                 let Some(message) = from_event(&prefix, epoch, &event) else { continue };
-                match shared.push(message) {
-                    Ok(_) => queued += 1,
-                    // keep consuming so the plant is never blocked by a broken sink
-                    Err(e) if first_error.is_none() => {
-                        eprintln!("error: mqtt: {e}");
-                        first_error = Some(e);
-                    }
-                    Err(_) => {}
+                for m in batcher.add(message) {
+                    send(m, &mut queued);
                 }
+            }
+            for m in batcher.flush_all() {
+                send(m, &mut queued);
             }
             first_error.map_or(Ok(queued), Err)
         })
@@ -301,6 +308,59 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         self.stop_sender();
         let _ = self.shared.outbox().save();
+    }
+}
+
+/// Groups telemetry records per machine into messages of up to `size` records (and under the
+/// payload limit); any other message of a machine first flushes that machine's records, so the
+/// order per machine is kept.
+struct Batcher {
+    size: usize,
+    limit: usize,
+    open: HashMap<String, (Vec<serde_json::Map<String, serde_json::Value>>, usize)>,
+}
+
+impl Batcher {
+    fn new(size: usize, limit: usize) -> Self {
+        Self { size: size.max(1), limit, open: HashMap::new() }
+    }
+
+    fn add(&mut self, message: Message) -> Vec<Message> {
+        if self.size == 1 {
+            return vec![message];
+        }
+        let mut out = Vec::new();
+        if message.kind == crate::Kind::Telemetry {
+            let bytes = serde_json::to_string(&message.payload).map_or(0, |s| s.len()) + 1;
+            let (records, size) = self.open.entry(message.topic.clone()).or_default();
+            // room for the wrapper and the message id
+            if !records.is_empty() && *size + bytes + 512 > self.limit {
+                out.push(crate::message::batch(message.topic.clone(), std::mem::take(records)));
+                *size = 0;
+            }
+            records.push(message.payload);
+            *size += bytes;
+            if records.len() >= self.size {
+                out.push(crate::message::batch(message.topic.clone(), std::mem::take(records)));
+                *size = 0;
+            }
+            return out;
+        }
+        let machine = message.topic.rsplit_once('/').map_or("", |(m, _)| m);
+        let telemetry = format!("{machine}/{}", crate::Kind::Telemetry.as_str());
+        if let Some((records, _)) = self.open.remove(&telemetry) {
+            if !records.is_empty() {
+                out.push(crate::message::batch(telemetry, records));
+            }
+        }
+        out.push(message);
+        out
+    }
+
+    fn flush_all(&mut self) -> Vec<Message> {
+        let mut open: Vec<_> = self.open.drain().filter(|(_, (r, _))| !r.is_empty()).collect();
+        open.sort_by(|a, b| a.0.cmp(&b.0));
+        open.into_iter().map(|(topic, (records, _))| crate::message::batch(topic, records)).collect()
     }
 }
 
@@ -465,3 +525,9 @@ async fn pump(
         }
     }
 }
+
+// A server shares one publisher between threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Publisher>();
+};

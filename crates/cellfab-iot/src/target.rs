@@ -280,6 +280,14 @@ impl Target {
         }
     }
 
+    /// Telemetry records per message (IoT Hub batching; 1 = no batching).
+    pub fn batch(&self) -> usize {
+        match self {
+            Target::Mqtt(_) => 1,
+            Target::IotHub(h) => h.batch.max(1),
+        }
+    }
+
     /// Largest payload accepted [bytes].
     pub fn max_payload_bytes(&self) -> usize {
         match self {

@@ -103,7 +103,16 @@ pub fn watch(
                 }
                 continue;
             };
-            publisher.push(message)?;
+            match publisher.push(message) {
+                Ok(_) => {}
+                Err(e @ IotError::TooLarge { .. }) => {
+                    if unreadable.insert(rel.clone()) {
+                        eprintln!("warning: watch: {rel}: {e}; skipped");
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
             ledger.write_all(format!("{rel}\n").as_bytes()).map_err(err)?;
             sent.insert(rel);
             report.published += 1;

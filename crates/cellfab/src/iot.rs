@@ -41,6 +41,10 @@ pub struct PublishArgs {
     /// expire; for tests against a broker with a password file.
     #[arg(long, hide = true)]
     pub iothub_expiry: Option<u64>,
+    /// IoT Hub: telemetry records per message (1 to 1000; messages stay under 256 KB), to
+    /// save the hub's message quota.
+    #[arg(long, default_value_t = 1)]
+    pub iothub_batch: usize,
     /// Outbox folder (default: <out>/.cellfab-outbox for run, DIR/.cellfab-outbox for watch).
     #[arg(long, value_name = "DIR")]
     pub outbox: Option<PathBuf>,
@@ -64,6 +68,10 @@ impl PublishArgs {
                 hub.port = self.iothub_port;
                 hub.ca = self.iothub_ca.clone();
                 hub.fixed_expiry = self.iothub_expiry;
+                if !(1..=1000).contains(&self.iothub_batch) {
+                    bail!("--iothub-batch = {}: must be within 1 to 1000 records", self.iothub_batch);
+                }
+                hub.batch = self.iothub_batch;
                 Ok(Some(Target::IotHub(hub)))
             }
             (None, None) => Ok(None),

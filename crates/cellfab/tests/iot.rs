@@ -566,6 +566,46 @@ fn iothub_mode_publishes_device_events_over_tls_with_a_sas_password() {
     assert!(t.starts_with("devices/line-7/messages/events/$.ct=application%2Fjson&$.ce=utf-8&$.mid="), "{t}");
     assert!(t.contains("&topic=cellfab%2F"), "{t}");
 
+    // batching: up to 50 samples per message, every sample once, each message under 256 KB
+    let batched = Subscriber::start(
+        &dir,
+        port,
+        "devices/line-7/messages/events/#",
+        "devices/line-7/messages/events/probe",
+        &auth,
+    );
+    let o = cellfab()
+        .args(["run", "--quiet", "--start", START, "--config"])
+        .arg(small_config(&dir))
+        .arg("--out")
+        .arg(dir.join("out-batched"))
+        .args(["--iothub", "--iothub-batch", "50", "--iothub-ca", &ca, "--iothub-port", &port.to_string()])
+        .args(["--iothub-expiry", &expiry.to_string()])
+        .env("CELLFAB_IOTHUB_CONNECTION_STRING", DEVICE_CS)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (messages, records) = loop {
+        let lines = batched.lines();
+        let telemetry: Vec<&String> =
+            lines.iter().filter(|l| l.split(' ').next().unwrap().ends_with("%2Ftelemetry")).collect();
+        let mut records = 0u64;
+        for l in &telemetry {
+            assert!(l.len() < 256 * 1024, "message of {} bytes", l.len());
+            let v: Value = serde_json::from_str(l.split_once(' ').unwrap().1).unwrap();
+            let n = v["records"].as_array().unwrap().len();
+            assert!((1..=50).contains(&n));
+            records += n as u64;
+        }
+        if records >= samples || Instant::now() > deadline {
+            break (telemetry.len() as u64, records);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(records, samples);
+    assert!(messages < samples / 10, "{messages} messages for {samples} samples");
+
     // a token for another expiry is refused, with a clear error
     let o = cellfab()
         .args(["run", "--quiet", "--start", START, "--config"])
@@ -660,5 +700,40 @@ fn watcher_publishes_each_file_once_across_a_restart() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("0 file(s) published"), "{err}");
     assert_eq!(sub.wait_for(files.len(), Duration::from_secs(1)).len(), files.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn messages_of_a_run_without_broker_are_sent_by_the_next_run() {
+    let dir = tmp("resume");
+    let port = free_port(); // nothing listens yet
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let config = small_config(&dir);
+    let (first, stderr, ok) = run(&dir.join("out"), &config, &["--mqtt", &url, "--mqtt-drain-timeout-s", "0"]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("cannot reach") && stderr.contains("wait in the outbox"), "{stderr}");
+    let m = manifest(&first.unwrap());
+    let samples: u64 = m["sample_counts"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+
+    let _broker = Broker::start(&dir, port, "allow_anonymous true");
+    let sub = Subscriber::start(&dir, port, "cellfab/#", "cellfab/probe", &[]);
+    let (_, stderr, ok) = run(&dir.join("out"), &config, &["--mqtt", &url]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
+    let finals =
+        m["files"].as_array().unwrap().iter().filter(|f| f.as_str().unwrap().contains("_final_results_")).count();
+    let per_run = samples as usize + 3 * finals + m["alarm_events"].as_u64().unwrap() as usize;
+    let got = sub.wait_for(2 * per_run, Duration::from_secs(60));
+    assert_eq!(got.len(), 2 * per_run, "both runs' messages, each once");
+    let telemetry: Vec<&Map<String, Value>> =
+        got.iter().filter(|(t, _)| kind(t) == "telemetry").map(|(_, p)| p).collect();
+    assert_eq!(telemetry.len() as u64, 2 * samples, "both runs' samples, each once");
+    // the first run's messages come first
+    let seqs: Vec<u64> = telemetry
+        .iter()
+        .map(|p| p["message_id"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    let first_run_max = seqs[..samples as usize].iter().max().unwrap();
+    assert!(seqs[samples as usize..].iter().all(|s| s > first_run_max));
     let _ = std::fs::remove_dir_all(&dir);
 }
