@@ -389,6 +389,26 @@ mod tests {
     }
 
     #[test]
+    fn iothub_token_is_renewed_five_minutes_before_it_expires() {
+        let cs = ConnectionString::parse("HostName=h.azure-devices.net;DeviceId=d1;SharedAccessKey=a2V5").unwrap();
+        let t = Target::IotHub(IotHub::new(cs.clone()));
+        let transport = t.transport().unwrap();
+        let a = t.connect(&transport, 1_000_000);
+        assert_eq!(a.renew_at, Some(1_000_000 + DEFAULT_TOKEN_TTL_S - RENEW_MARGIN_S));
+        let login = a.options.credentials().unwrap();
+        assert_eq!(login.username, "h.azure-devices.net/d1/?api-version=2021-04-12");
+        let password = login.password;
+        assert_eq!(password, cs.sas_token(1_000_000 + DEFAULT_TOKEN_TTL_S));
+        assert_eq!(a.options.client_id(), "d1");
+        let b = t.connect(&transport, 1_003_300);
+        assert_ne!(b.options.credentials().unwrap().password, password, "a new token on reconnection");
+        // a fixed expiry is never renewed
+        let mut hub = IotHub::new(cs);
+        hub.fixed_expiry = Some(2_000_000);
+        assert_eq!(Target::IotHub(hub).connect(&transport, 1_000_000).renew_at, None);
+    }
+
+    #[test]
     fn iothub_topic_carries_content_type_encoding_and_message_id() {
         let cs = ConnectionString::parse("HostName=h.azure-devices.net;DeviceId=d1;SharedAccessKey=a2V5").unwrap();
         let t = Target::IotHub(IotHub::new(cs));
