@@ -10,6 +10,16 @@ step "toolchain"
 cargo --version
 rustc --version
 
+step "system packages (MQTT tests need a real broker and openssl for certificates)"
+missing=()
+command -v mosquitto >/dev/null || missing+=(mosquitto)
+command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
 step "format"
 cargo fmt --all -- --check
 

@@ -120,21 +120,7 @@ impl SeedLayoutWriter {
     }
 
     fn base(&self, machine: &MachineRef, t_s: f64, stage_time_s: f64) -> (LegacyRecord, String) {
-        let ts = timestamp(self.epoch_us, t_s);
-        let mut r = LegacyRecord::new();
-        r.insert("TimeStamp".into(), Value::String(ts.clone()));
-        if machine.stage == StageKind::Aging {
-            cellfab_model::legacy::put(&mut r, "Duration (days)", stage_time_s / 86400.0);
-        } else {
-            cellfab_model::legacy::put(&mut r, "Duration", stage_time_s);
-        }
-        r.insert("Machine ID".into(), Value::String(machine.machine_id.clone()));
-        r.insert("Process".into(), Value::String(machine.stage.process().into()));
-        if machine.stage == StageKind::Mixing || machine.line != Line::Cell {
-            r.insert("Electrode Type".into(), Value::String(machine.line.title().into()));
-        }
-        r.insert("Batch".into(), Value::from(machine.batch));
-        (r, ts.replace([':', '.'], "-"))
+        record_base(self.epoch_us, machine, t_s, stage_time_s)
     }
 
     fn write_record(&mut self, machine: &MachineRef, file_name: String, record: &LegacyRecord) -> std::io::Result<()> {
@@ -229,6 +215,57 @@ impl SeedLayoutWriter {
         write_atomic(&self.run_dir.join("manifest.json"), &bytes)?;
         Ok(manifest)
     }
+}
+
+/// The base keys of a seed record (`TimeStamp`, `Duration`, `Machine ID`, `Process`,
+/// `Electrode Type`, `Batch`) and the file-name form of its timestamp.
+fn record_base(epoch_us: i64, machine: &MachineRef, t_s: f64, stage_time_s: f64) -> (LegacyRecord, String) {
+    let ts = timestamp(epoch_us, t_s);
+    let mut r = LegacyRecord::new();
+    r.insert("TimeStamp".into(), Value::String(ts.clone()));
+    if machine.stage == StageKind::Aging {
+        cellfab_model::legacy::put(&mut r, "Duration (days)", stage_time_s / 86400.0);
+    } else {
+        cellfab_model::legacy::put(&mut r, "Duration", stage_time_s);
+    }
+    r.insert("Machine ID".into(), Value::String(machine.machine_id.clone()));
+    r.insert("Process".into(), Value::String(machine.stage.process().into()));
+    if machine.stage == StageKind::Mixing || machine.line != Line::Cell {
+        r.insert("Electrode Type".into(), Value::String(machine.line.title().into()));
+    }
+    r.insert("Batch".into(), Value::from(machine.batch));
+    (r, ts.replace([':', '.'], "-"))
+}
+
+/// The record a sample or final-result event writes to its seed-layout file (same keys, same
+/// values), for sinks other than files (MQTT); `None` for every other event.
+pub fn seed_record(epoch: jiff::Timestamp, event: &PlantEvent) -> Option<LegacyRecord> {
+    let epoch_us = epoch.as_microsecond();
+    match event {
+        PlantEvent::Sample { t_s, machine, sample, .. } => {
+            let (mut rec, _) = record_base(epoch_us, machine, *t_s, sample.stage_time_s());
+            sample.legacy(&mut rec);
+            rec.insert("cellfab".into(), sample.to_json());
+            Some(rec)
+        }
+        PlantEvent::StageFinished { t_s, machine, duration_s, result, .. } => {
+            let (mut rec, _) = record_base(epoch_us, machine, *t_s, *duration_s);
+            result.legacy(&mut rec);
+            rec.insert("cellfab".into(), result.to_json());
+            Some(rec)
+        }
+        _ => None,
+    }
+}
+
+/// An alarm event as one line of `alarms.jsonl` writes it (with `batch` and `timestamp`).
+pub fn alarm_record(epoch: jiff::Timestamp, batch: u32, alarm: &cellfab_model::Alarm) -> Value {
+    let mut v = serde_json::to_value(alarm).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("batch".into(), Value::from(batch));
+        m.insert("timestamp".into(), Value::String(timestamp(epoch.as_microsecond(), alarm.t_s)));
+    }
+    v
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //!   Schema).
 //! * `cellfab bench` — timings of a default batch and of each stage's model stepping.
 //! * `cellfab serve` — the HTTP API and live events (the default without a subcommand).
+//! * `cellfab iot` — SAS tokens and the folder watcher (MQTT / Azure IoT Hub).
 
 mod bench;
+mod iot;
 mod params;
 mod run;
 mod serve;
@@ -32,6 +34,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve the HTTP API and live events on http://127.0.0.1:8000 (the default).
     Serve(serve::ServeArgs),
+    /// MQTT / Azure IoT Hub tools: print a SAS token, publish a seed-layout folder.
+    Iot(iot::IotArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Params(args)) => params::params(args),
         Some(Command::Bench(args)) => bench::bench(args),
         Some(Command::Serve(args)) => serve::serve(args),
+        Some(Command::Iot(args)) => iot::iot(args),
         None => serve::serve(serve::ServeArgs::default()),
     };
     match result {

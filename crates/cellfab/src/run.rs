@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Print no progress and no summary table, only the run folder.
     #[arg(long, short)]
     quiet: bool,
+    /// Publishing to an MQTT broker or Azure IoT Hub (see `cellfab-iot`).
+    #[command(flatten)]
+    iot: crate::iot::PublishArgs,
 }
 
 /// Loads a configuration file by extension.
@@ -88,6 +91,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         config.plant.sensor_noise = false;
     }
     let plant = Plant::new(config, jiff::Timestamp::now())?;
+    let publisher = crate::iot::start(&args.iot, &args.out.join(crate::iot::OUTBOX_DIR))?;
+    let attached = publisher.as_ref().map(|p| p.attach(plant.bus(), plant.epoch()));
     let seed = plant.config().plant.seed;
     let id = run_id(&args.out, seed);
     let mut writer = SeedLayoutWriter::create(&args.out, &id, plant.epoch())
@@ -116,6 +121,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let writer = writer_thread.join().map_err(|_| anyhow::anyhow!("the file writer crashed"))?;
     let report = report?;
     let (writer, cells) = writer.context("writing the run folder")?;
+    crate::iot::finish(publisher, attached, &args.iot)?;
     let run_dir = writer.run_dir().to_path_buf();
     let config_json = serde_json::to_value(plant.config())?;
     let manifest = writer.finish(seed, &report.start, report.end_t_s, config_json, wall.elapsed().as_secs_f64())?;
