@@ -6,19 +6,30 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+mkdir -p target
 step "toolchain"
 cargo --version
 rustc --version
 
-step "system packages (MQTT tests need a real broker and openssl for certificates)"
+step "system packages (a real MQTT broker, openssl for test certificates, Chromium for the UI tests)"
 missing=()
 command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
+
+step "web UI: install, build, check the committed bundle is what web/ builds, unit tests"
+(cd web && npm ci --no-audit --no-fund && npm run build)
+if [ -n "$(git status --porcelain -- web/dist)" ]; then
+  git status --porcelain -- web/dist
+  echo "web/dist differs from what web/ builds: run 'npm run build' in web/ and commit web/dist" >&2
+  exit 1
+fi
+(cd web && npm test) 2>&1 | tee target/web-unit.txt
 
 step "format"
 cargo fmt --all -- --check
@@ -28,8 +39,17 @@ cargo clippy --workspace --all-targets --release -- -D warnings
 
 step "tests (release build: the cell line simulates ~15 000 cells per batch)"
 cargo test --workspace --release 2>&1 | tee target/test-output.txt
+
+step "web UI end to end (Debian's Chromium driven by playwright-core against cellfab serve)"
+cargo build --release -p cellfab
+(cd web && node e2e/run.mjs) 2>&1 | tee target/e2e-output.txt
+
 # one closing line for the whole suite
 passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
+web_passed=$(grep -Eo 'Tests +[0-9]+ passed' target/web-unit.txt | grep -Eo '[0-9]+' | head -1)
+e2e_passed=$(grep -Ec '^ok ' target/e2e-output.txt || true)
+e2e_failed=$(grep -Ec '^not ok ' target/e2e-output.txt || true)
+
 echo
-echo "cellfab: ${passed} passed, ${failed} failed"
+echo "cellfab: $((passed + ${web_passed:-0} + e2e_passed)) passed, $((failed + e2e_failed)) failed"

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod runs;
 pub mod status;
+pub mod ui;
 pub mod zipstream;
 
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -114,11 +115,11 @@ fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([axum::http::header::CONTENT_TYPE]);
     let router = Router::new()
-        // until a web UI is served here, the front page is the API's docs page
-        .route("/", axum::routing::get(|| async { axum::response::Redirect::temporary("/api/v1/docs") }))
+        // the web UI (web/dist, embedded in the binary) at / and every client-side path
+        .route("/", axum::routing::get(ui::index))
         .merge(legacy::routes())
         .nest("/api/v1", api::routes())
-        .fallback(not_found)
+        .fallback(ui::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
         .layer(cors);
@@ -137,7 +138,7 @@ impl Drop for CancelRunsOnDrop {
     }
 }
 
-async fn not_found(uri: axum::http::Uri) -> error::ApiError {
+pub(crate) async fn not_found(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::not_found(format!("no route {}", uri.path()))
 }
 

@@ -40,10 +40,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/",
-        summary: "Front page: redirects to the API docs page",
+        summary: "The web UI (single page, embedded in the binary)",
         params: &[],
         body: None,
-        responses: &[(307, "redirect to /api/v1/docs", "text/plain")],
+        responses: &[(200, "the web UI's index.html", "text/html")],
     },
     Route {
         method: "post",
