@@ -115,19 +115,20 @@ async function main() {
   await stage(`a paced run (×${SPEED}) changes machine states, grows the log, charts points and completes`, async () => {
     await page.selectOption('select[name="speed"]', "custom");
     await page.fill('input[name="custom-speed"]', SPEED);
-    await page.click('.node[data-machine="TK_Mix_Anode"]');
+    // aging is the longest stage (10 days of plant time), so its chart fills live while we watch
+    await page.click('.node[data-machine="MC_Aging_Cell"]');
     await page.click("button.primary");
     await page.locator('.run-status [data-status="running"], .run-status [data-status="finished"]').first().waitFor();
     runId = (await api("/api/v1/runs")).runs[0].id;
     await page.locator('.node[data-state="running"], .node[data-state="alarm"]').first().waitFor();
     await page.locator("figure.chart").waitFor();
-    await within(STEP_MS, "the chart of the mixer getting points", async () => {
+    await within(RUN_TIMEOUT_MS, "the live chart of the aging shelves getting points", async () => {
       while (Number(await page.locator("figure.chart").getAttribute("data-points")) < 2) await page.waitForTimeout(200);
     });
     const lines1 = Number(await page.locator("ol.log").getAttribute("data-total"));
     await shot("plant-running.png");
     await shot("chart.png", page.locator(".machine-chart"));
-    await within(STEP_MS, "the event log growing", async () => {
+    await within(RUN_TIMEOUT_MS, "the event log growing", async () => {
       while (Number(await page.locator("ol.log").getAttribute("data-total")) <= lines1) await page.waitForTimeout(200);
     });
     await page.locator('.run-status [data-status="finished"]').waitFor({ timeout: RUN_TIMEOUT_MS });
