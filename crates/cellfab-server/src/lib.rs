@@ -45,6 +45,19 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Runs that may wait in the queue; one more is refused with 429.
     pub queue_capacity: usize,
+    /// Called with every plant before it runs, to subscribe further sinks to its event bus
+    /// (the MQTT / IoT Hub publisher of `cellfab serve --mqtt`).
+    pub plant_hook: Option<PlantHook>,
+}
+
+/// A function that attaches something to each plant before it runs.
+#[derive(Clone)]
+pub struct PlantHook(pub Arc<dyn Fn(&cellfab_plant::Plant) + Send + Sync>);
+
+impl std::fmt::Debug for PlantHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlantHook")
+    }
 }
 
 impl ServerConfig {
@@ -55,6 +68,7 @@ impl ServerConfig {
             base_config: PlantConfig::default(),
             allowed_origins: DEFAULT_ORIGINS.iter().map(|s| s.to_string()).collect(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            plant_hook: None,
         }
     }
 }
@@ -101,7 +115,13 @@ fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
     let metrics = Arc::new(metrics::Metrics::default());
     let state = AppState {
         base_config: Arc::new(config.base_config),
-        runs: runs::Runs::start(runs_dir, config.queue_capacity, feed.clone(), metrics.clone()),
+        runs: runs::Runs::start(
+            runs_dir,
+            config.queue_capacity,
+            feed.clone(),
+            metrics.clone(),
+            config.plant_hook.clone(),
+        ),
         feed,
         metrics,
     };

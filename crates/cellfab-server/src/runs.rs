@@ -344,7 +344,13 @@ pub struct Runs {
 
 impl Runs {
     /// Creates the registry and starts its worker on the current tokio runtime.
-    pub fn start(runs_dir: PathBuf, queue_capacity: usize, feed: Arc<StatusFeed>, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn start(
+        runs_dir: PathBuf,
+        queue_capacity: usize,
+        feed: Arc<StatusFeed>,
+        metrics: Arc<Metrics>,
+        hook: Option<crate::PlantHook>,
+    ) -> Arc<Self> {
         let (tx, rx) = mpsc::channel(queue_capacity.max(1));
         let runs = Arc::new(Self {
             runs_dir: runs_dir.clone(),
@@ -355,7 +361,7 @@ impl Runs {
             feed: feed.clone(),
             metrics: metrics.clone(),
         });
-        tokio::spawn(worker(rx, runs_dir, feed, metrics));
+        tokio::spawn(worker(rx, runs_dir, feed, metrics, hook));
         runs
     }
 
@@ -445,22 +451,29 @@ impl Runs {
     }
 }
 
-async fn worker(mut rx: mpsc::Receiver<Job>, runs_dir: PathBuf, feed: Arc<StatusFeed>, metrics: Arc<Metrics>) {
+async fn worker(
+    mut rx: mpsc::Receiver<Job>,
+    runs_dir: PathBuf,
+    feed: Arc<StatusFeed>,
+    metrics: Arc<Metrics>,
+    hook: Option<crate::PlantHook>,
+) {
     while let Some(job) = rx.recv().await {
         let run = job.run.clone();
         if run.cancel.is_cancelled() {
             run.end(RunStatus::Cancelled, None, None, &feed, &metrics);
             continue;
         }
-        let (dir, feed2, metrics2) = (runs_dir.clone(), feed.clone(), metrics.clone());
-        if let Err(e) = tokio::task::spawn_blocking(move || execute(job, &dir, &feed2, &metrics2)).await {
+        let (dir, feed2, metrics2, hook2) = (runs_dir.clone(), feed.clone(), metrics.clone(), hook.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || execute(job, &dir, &feed2, &metrics2, hook2.as_ref())).await
+        {
             run.end(RunStatus::Failed, Some(format!("the run crashed: {e}")), None, &feed, &metrics);
         }
     }
 }
 
 /// Runs one plant to its end, writing its folder; blocking.
-fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metrics>) {
+fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metrics>, hook: Option<&crate::PlantHook>) {
     let Job { run, plant } = job;
     let wall = Instant::now();
     let mut writer = match SeedLayoutWriter::create(runs_dir, &run.id, plant.epoch()) {
@@ -491,6 +504,9 @@ fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metr
             (writer, write_error)
         })
     };
+    if let Some(hook) = hook {
+        (hook.0)(&plant);
+    }
     let report = plant.run();
     let (writer, write_error) = match handler.join() {
         Ok(x) => x,

@@ -30,6 +30,9 @@ pub struct ServeArgs {
     /// Runs that may wait in the queue.
     #[arg(long, default_value_t = cellfab_server::DEFAULT_QUEUE_CAPACITY)]
     queue: usize,
+    /// Publish every run's samples, status changes, final results and alarms (MQTT / IoT Hub).
+    #[command(flatten)]
+    iot: crate::iot::PublishArgs,
 }
 
 impl Default for ServeArgs {
@@ -41,6 +44,7 @@ impl Default for ServeArgs {
             config: None,
             allow_origins: Vec::new(),
             queue: cellfab_server::DEFAULT_QUEUE_CAPACITY,
+            iot: crate::iot::PublishArgs::default(),
         }
     }
 }
@@ -56,6 +60,15 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         config.allowed_origins = args.allow_origins.clone();
     }
     config.queue_capacity = args.queue;
+    // one publisher (and one durable outbox) for the server's lifetime, attached to every run
+    let publisher = crate::iot::start(&args.iot, &args.data_dir.join(".cellfab-outbox"))?.map(std::sync::Arc::new);
+    if let Some(p) = &publisher {
+        let p = p.clone();
+        config.plant_hook = Some(cellfab_server::PlantHook(std::sync::Arc::new(move |plant| {
+            // the forwarder ends by itself when the run's event bus closes
+            drop(p.attach(plant.bus(), plant.epoch()));
+        })));
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = async {

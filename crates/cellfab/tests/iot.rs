@@ -737,3 +737,47 @@ fn messages_of_a_run_without_broker_are_sent_by_the_next_run() {
     assert!(seqs[samples as usize..].iter().all(|s| s > first_run_max));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn serve_publishes_every_run_it_executes() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tmp("serve");
+    let port = free_port();
+    let _broker = Broker::start(&dir, port, "allow_anonymous true");
+    let sub = Subscriber::start(&dir, port, "served/#", "served/probe", &[]);
+    let url = format!("mqtt://127.0.0.1:{port}/served");
+    let mut server = cellfab()
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--config"])
+        .arg(small_config(&dir))
+        .args(["--mqtt", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let addr = first.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
+    // one run through the prototype's route: it answers when every machine is done
+    let body = r#"{"anode":{"AM":0.6,"CA":0.02,"PVDF":0.03,"Solvent":0.35,"electrode_type":"Anode"},
+                   "cathode":{"AM":0.5,"CA":0.02,"PVDF":0.03,"Solvent":0.45,"electrode_type":"Cathode"}}"#;
+    let mut http = std::net::TcpStream::connect(&addr).unwrap();
+    http.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        http,
+        "POST /start-both HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let got = sub.wait_for(1000, Duration::from_secs(60));
+    let _ = server.kill();
+    let _ = server.wait();
+    let telemetry = got.iter().filter(|(t, _)| kind(t) == "telemetry").count();
+    assert!(telemetry >= 1000, "only {telemetry} telemetry messages");
+    assert!(got.iter().any(|(t, _)| t.starts_with("served/anode/TK_Mix_Anode/")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
