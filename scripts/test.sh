@@ -45,9 +45,9 @@ cargo build --release -p cellfab
 (cd web && node e2e/run.mjs) 2>&1 | tee target/e2e-output.txt
 
 # one closing line for the whole suite
-passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' target/test-output.txt | awk '{s+=$4} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' target/test-output.txt | awk '{s+=$1} END {print s+0}')
-web_passed=$(grep -Eo 'Tests +[0-9]+ passed' target/web-unit.txt | grep -Eo '[0-9]+' | head -1)
+passed=$( (grep -Eo '^test result: ok\. [0-9]+ passed' target/test-output.txt || true) | awk '{s+=$4} END {print s+0}')
+failed=$( (grep -Eo '[0-9]+ failed' target/test-output.txt || true) | awk '{s+=$1} END {print s+0}')
+web_passed=$(sed 's/\x1b\[[0-9;]*m//g' target/web-unit.txt | grep -Eo 'Tests +[0-9]+ passed' | grep -Eo '[0-9]+' | head -1 || true)
 e2e_passed=$(grep -Ec '^ok ' target/e2e-output.txt || true)
 e2e_failed=$(grep -Ec '^not ok ' target/e2e-output.txt || true)
 
