@@ -259,6 +259,35 @@ impl AlarmTracker {
     }
 }
 
+/// One alarm condition of a stage: its code, severity, signal and threshold, declared once
+/// (usually as a `const`) and raised or cleared on the edges of the condition.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Check {
+    /// `STAGE_CONDITION` code.
+    pub code: &'static str,
+    /// Severity of the alarm.
+    pub severity: Severity,
+    /// Name of the signal that is checked.
+    pub signal: &'static str,
+    /// Threshold of the condition.
+    pub threshold: f64,
+}
+
+impl Check {
+    /// Emits the event of an edge of the condition (raised when `raised`, else cleared).
+    pub fn edge(
+        &self,
+        alarms: &mut AlarmTracker,
+        t_s: f64,
+        raised: bool,
+        value: f64,
+        scope: AlarmScope,
+        message: impl FnOnce() -> String,
+    ) {
+        alarms.set(t_s, self.code, self.severity, raised, self.signal, value, self.threshold, scope, message);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@
 //! order: width, thickness, areal mass, burr; one uniform per true defect of the
 //! lane-segment (defect order); the false-call count, then two uniforms (MD, CD) per call.
 
-use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Severity, HYSTERESIS_FRAC};
+use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Check, Severity, HYSTERESIS_FRAC};
 use crate::defect::{Defect, DefectKind, DefectSeverity};
 use crate::error::{check_non_negative, check_open_min, check_range, ParamError};
 use crate::legacy::{put, put_object, put_value, LegacyRecord};
@@ -458,29 +458,6 @@ fn above(active: bool, value: f64, threshold: f64) -> bool {
         value >= threshold - HYSTERESIS_FRAC * threshold.abs()
     } else {
         value > threshold
-    }
-}
-
-/// One alarm condition of this stage (§6.3): code, severity, signal and threshold.
-struct Check {
-    code: &'static str,
-    severity: Severity,
-    signal: &'static str,
-    threshold: f64,
-}
-
-impl Check {
-    /// Emits the event of an edge of the condition (raised when `raised`, else cleared).
-    fn edge(
-        &self,
-        alarms: &mut AlarmTracker,
-        t_s: f64,
-        raised: bool,
-        value: f64,
-        scope: AlarmScope,
-        message: impl FnOnce() -> String,
-    ) {
-        alarms.set(t_s, self.code, self.severity, raised, self.signal, value, self.threshold, scope, message);
     }
 }
 

@@ -21,7 +21,7 @@
 //! step and one edge step. Sensor stream, per sample: dew point, then per lane diameter,
 //! tension and edge offset.
 
-use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Severity, HYSTERESIS_FRAC};
+use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Check, Severity, HYSTERESIS_FRAC};
 use crate::defect::{Defect, DefectKind, DefectSeverity};
 use crate::error::{check_non_negative, check_open_min, check_range, ParamError};
 use crate::legacy::{put, put_object, LegacyRecord};
@@ -598,29 +598,6 @@ impl LaneWinder {
             (true, 1) if self.wound_m - self.band_start_wound_m > WRINKLE_RUN_LENGTH_M => 2,
             (true, level) => level,
         }
-    }
-}
-
-/// One alarm condition of this stage (§7.3): code, severity, signal and threshold.
-struct Check {
-    code: &'static str,
-    severity: Severity,
-    signal: &'static str,
-    threshold: f64,
-}
-
-impl Check {
-    /// Emits the event of an edge of the condition (raised when `raised`, else cleared).
-    fn edge(
-        &self,
-        alarms: &mut AlarmTracker,
-        t_s: f64,
-        raised: bool,
-        value: f64,
-        scope: AlarmScope,
-        message: impl FnOnce() -> String,
-    ) {
-        alarms.set(t_s, self.code, self.severity, raised, self.signal, value, self.threshold, scope, message);
     }
 }
 

@@ -17,7 +17,7 @@
 //! right edge (ξ, spike count), and the tension step (from the second segment on). Sensor
 //! stream, per sample: speed, tension, then the width of every lane.
 
-use crate::alarm::{AlarmScope, AlarmTracker, Severity, HYSTERESIS_FRAC};
+use crate::alarm::{AlarmScope, AlarmTracker, Check, Severity, HYSTERESIS_FRAC};
 use crate::defect::{Defect, DefectKind, DefectSeverity};
 use crate::error::{check_non_negative, check_open_min, check_range, ParamError};
 use crate::legacy::{put, put_object, put_value, LegacyRecord};
@@ -505,29 +505,6 @@ fn below(active: bool, value: f64, threshold: f64) -> bool {
         value <= threshold + HYSTERESIS_FRAC * threshold.abs()
     } else {
         value < threshold
-    }
-}
-
-/// One alarm condition of this stage (§5.3): code, severity, signal and threshold.
-struct Check {
-    code: &'static str,
-    severity: Severity,
-    signal: &'static str,
-    threshold: f64,
-}
-
-impl Check {
-    /// Emits the event of an edge of the condition (raised when `raised`, else cleared).
-    fn edge(
-        &self,
-        alarms: &mut AlarmTracker,
-        t_s: f64,
-        raised: bool,
-        value: f64,
-        scope: AlarmScope,
-        message: impl FnOnce() -> String,
-    ) {
-        alarms.set(t_s, self.code, self.severity, raised, self.signal, value, self.threshold, scope, message);
     }
 }
 
