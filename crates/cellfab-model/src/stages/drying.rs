@@ -298,7 +298,8 @@ pub fn heater_power_w(params: &DryingParams, zone_air_temperature_degc: &[f64], 
     let web = load.web_mass_flow_kg_s
         * load.web_heat_capacity_j_kg_k
         * (load.exit_temperature_degc - load.inlet_temperature_degc);
-    (air + load.evaporation_kg_s * load.latent_heat_j_kg + web) / params.heater_efficiency_frac
+    // a heater only heats: zones set below ambient get no heating power (and no cooling)
+    (air + load.evaporation_kg_s * load.latent_heat_j_kg + web).max(0.0) / params.heater_efficiency_frac
         + params.fan_power_w * params.zones.len() as f64
 }
 
