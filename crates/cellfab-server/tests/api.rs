@@ -147,14 +147,19 @@ async fn full_queue_answers_429_and_changes_nothing() {
     let running = post_run(&s, r#"{"speed": 1}"#).await;
     s.wait_status(&running, "running").await;
     let queued = post_run(&s, r#"{"speed": 1}"#).await;
-    let before = s.get_json("/api/v1/runs").await;
+    // The running run's live counters move; the refusal must not add, drop or re-state a run.
+    let run_states = |list: Value| -> Vec<(String, String)> {
+        let runs = list["runs"].as_array().cloned().unwrap_or_default();
+        runs.iter().map(|r| (r["id"].as_str().unwrap().to_owned(), r["status"].as_str().unwrap().to_owned())).collect()
+    };
+    let before = run_states(s.get_json("/api/v1/runs").await);
     let r = s.post("/api/v1/runs", "{}").await;
     assert_eq!(r.status(), 429);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "queue_full");
     assert!(e["error"]["message"].as_str().unwrap().contains("queue is full"));
     assert_eq!(s.post("/start-both", START_BOTH).await.status(), 429);
-    assert_eq!(s.get_json("/api/v1/runs").await, before);
+    assert_eq!(run_states(s.get_json("/api/v1/runs").await), before);
     let metrics = s.get("/api/v1/metrics").await.text().await.unwrap();
     assert!(metrics.contains("cellfab_run_queue_length 1"), "{metrics}");
     for id in [&queued, &running] {
