@@ -99,14 +99,31 @@ pub fn from_event(prefix: &str, epoch: jiff::Timestamp, event: &PlantEvent) -> O
 
 /// The message for a seed-layout file (the watcher): `Machine ID` and `Electrode Type` of the
 /// record give the topic; `_final_results_` in the name makes it a final result.
+/// A record whose machine id or electrode type could not be a topic level (empty, or holding
+/// `/`, the wildcards `+` `#`, or a NUL, which MQTT forbids in a topic name) is not a seed
+/// record: `None`.
 pub fn from_seed_file(prefix: &str, file_name: &str, record: Map<String, Value>) -> Option<Message> {
-    let machine = record.get("Machine ID")?.as_str()?.to_string();
+    let machine = record.get("Machine ID")?.as_str().filter(|m| is_topic_level(m))?.to_string();
     let line = match record.get("Electrode Type").and_then(Value::as_str) {
-        Some(t) if !t.is_empty() => t.to_lowercase(),
+        Some(t) if !t.is_empty() => Some(t.to_lowercase()).filter(|t| is_topic_level(t))?,
         _ => "cell".to_string(),
     };
     let kind = if file_name.contains("_final_results_") { Kind::Final } else { Kind::Telemetry };
     Some(Message { topic: topic(prefix, &line, &machine, kind), kind, payload: record })
+}
+
+/// The message for a seed-layout file's bytes, as the watcher reads them: `None` unless they
+/// are a JSON object that [`from_seed_file`] accepts.
+pub fn from_seed_file_bytes(prefix: &str, file_name: &str, bytes: &[u8]) -> Option<Message> {
+    match serde_json::from_slice::<Value>(bytes).ok()? {
+        Value::Object(record) => from_seed_file(prefix, file_name, record),
+        _ => None,
+    }
+}
+
+/// A non-empty topic level without `/`, `+`, `#` or NUL.
+fn is_topic_level(s: &str) -> bool {
+    !s.is_empty() && !s.contains(['/', '+', '#', '\0'])
 }
 
 /// Several telemetry records of one machine in one message (IoT Hub quota):

@@ -7,7 +7,7 @@
 //! `DIR/.cellfab-iot-ledger` lists, one per line, every file handed to the durable outbox, so a
 //! restarted watcher neither resends nor skips a file.
 
-use crate::message::from_seed_file;
+use crate::message::from_seed_file_bytes;
 use crate::publisher::Publisher;
 use crate::IotError;
 use std::collections::HashSet;
@@ -87,15 +87,9 @@ pub fn watch(
                 continue;
             }
             let path: PathBuf = dir.join(&rel);
-            let record = std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| match v {
-                    serde_json::Value::Object(m) => Some(m),
-                    _ => None,
-                });
             let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let Some(message) = record.and_then(|r| from_seed_file(&prefix, file_name, r)) else {
+            let message = std::fs::read(&path).ok().and_then(|b| from_seed_file_bytes(&prefix, file_name, &b));
+            let Some(message) = message else {
                 if unreadable.insert(rel.clone()) {
                     eprintln!(
                         "warning: watch: {rel} is not a seed record (no JSON object with \"Machine ID\"); skipped"

@@ -144,20 +144,26 @@ fn all_errors(c: &PlantConfig) -> Vec<ParamError> {
     errors
 }
 
+/// The answer of `POST /api/v1/config/validate` for a body: `{"valid", "errors"}` with every
+/// parameter error, or a 4xx when the body is not a configuration at all.
+pub fn validation_report(base: &PlantConfig, overrides: Value) -> Result<Value, ApiError> {
+    if !overrides.is_object() {
+        // not a configuration at all: the request is wrong, not the configuration
+        return merged_config(base, overrides).map(|_| Value::Null);
+    }
+    let errors: Vec<Value> = match merged_config(base, overrides) {
+        Ok(config) => all_errors(&config).iter().map(param_json).collect(),
+        Err(e) => vec![json!({"field": e.field, "code": e.code, "message": e.message})],
+    };
+    Ok(json!({"valid": errors.is_empty(), "errors": errors}))
+}
+
 /// Checks a (partial) configuration without running anything: 200 with every error.
 async fn config_validate(
     State(app): State<AppState>,
     JsonBody(overrides): JsonBody<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    if !overrides.is_object() {
-        // not a configuration at all: the request is wrong, not the configuration
-        return merged_config(&app.base_config, overrides).map(|_| Json(Value::Null));
-    }
-    let errors: Vec<Value> = match merged_config(&app.base_config, overrides) {
-        Ok(config) => all_errors(&config).iter().map(param_json).collect(),
-        Err(e) => vec![json!({"field": e.field, "code": e.code, "message": e.message})],
-    };
-    Ok(Json(json!({"valid": errors.is_empty(), "errors": errors})))
+    validation_report(&app.base_config, overrides).map(Json)
 }
 
 /// Body of `POST /api/v1/runs`.
@@ -176,14 +182,16 @@ pub struct RunRequest {
     speed: Option<Speed>,
 }
 
-async fn create_run(State(app): State<AppState>, JsonBody(req): JsonBody<RunRequest>) -> Result<Response, ApiError> {
+/// The plant a `POST /api/v1/runs` request asks for: the base configuration with the
+/// request's overrides. Bad input is a 4xx naming the field (`config.…` inside `config`).
+pub fn run_request_plant(base: &PlantConfig, req: RunRequest) -> Result<Plant, ApiError> {
     let prefixed = |mut e: ApiError| {
         e.field = Some(format!("config.{}", e.field.as_deref().unwrap_or_default()).trim_end_matches('.').to_string());
         e
     };
     let mut config = match req.config {
-        Some(overrides) => merged_config(&app.base_config, overrides).map_err(prefixed)?,
-        None => app.base_config.as_ref().clone(),
+        Some(overrides) => merged_config(base, overrides).map_err(prefixed)?,
+        None => base.clone(),
     };
     let p = &mut config.plant;
     let mut top = Vec::new();
@@ -203,7 +211,7 @@ async fn create_run(State(app): State<AppState>, JsonBody(req): JsonBody<RunRequ
         p.speed = s;
         top.push("speed");
     }
-    let plant = Plant::new(config, jiff::Timestamp::now()).map_err(|e| {
+    Plant::new(config, jiff::Timestamp::now()).map_err(|e| {
         let mut err = ApiError::plant(e);
         if let Some(f) = err.field.clone() {
             err.field = Some(match f.strip_prefix("plant.") {
@@ -212,7 +220,11 @@ async fn create_run(State(app): State<AppState>, JsonBody(req): JsonBody<RunRequ
             });
         }
         err
-    })?;
+    })
+}
+
+async fn create_run(State(app): State<AppState>, JsonBody(req): JsonBody<RunRequest>) -> Result<Response, ApiError> {
+    let plant = run_request_plant(&app.base_config, req)?;
     let run = app.runs.submit(plant, "api")?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": run.id, "status": run.status()}))).into_response())
 }

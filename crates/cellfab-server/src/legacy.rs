@@ -31,7 +31,7 @@ pub fn routes() -> Router<AppState> {
 
 /// A volume fraction: a JSON number or a numeric string (the prototype's UI sent strings).
 #[derive(Clone, Copy, Debug)]
-struct Fraction(f64);
+pub struct Fraction(f64);
 
 impl<'de> Deserialize<'de> for Fraction {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -65,7 +65,7 @@ impl<'de> Deserialize<'de> for Fraction {
 /// One electrode's slurry: volume fractions of the 200 L mixing tank.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Slurry {
+pub struct Slurry {
     #[serde(rename = "PVDF")]
     pvdf: Fraction,
     #[serde(rename = "CA")]
@@ -77,17 +77,18 @@ struct Slurry {
     electrode_type: String,
 }
 
+/// Body of `POST /start-both`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StartBoth {
+pub struct StartBoth {
     anode: Slurry,
     cathode: Slurry,
 }
 
-/// Runs one batch through the whole plant with the given recipes, at full speed, and
-/// answers once every machine is done.
-async fn start_both(State(app): State<AppState>, JsonBody(req): JsonBody<StartBoth>) -> Result<Response, ApiError> {
-    let mut config = app.base_config.as_ref().clone();
+/// The plant a `/start-both` request asks for: the base configuration with both recipes
+/// from their volume fractions, one batch, full speed. Bad input is a 4xx naming the field.
+pub fn start_both_plant(base: &cellfab_plant::PlantConfig, req: &StartBoth) -> Result<Plant, ApiError> {
+    let mut config = base.clone();
     for (key, line, slurry) in [("anode", Line::Anode, &req.anode), ("cathode", Line::Cathode, &req.cathode)] {
         if slurry.electrode_type != line.title() {
             return Err(ApiError::new(
@@ -110,7 +111,13 @@ async fn start_both(State(app): State<AppState>, JsonBody(req): JsonBody<StartBo
     }
     config.plant.batches = 1;
     config.plant.speed = Speed::Max;
-    let plant = Plant::new(config, jiff::Timestamp::now()).map_err(ApiError::plant)?;
+    Plant::new(config, jiff::Timestamp::now()).map_err(ApiError::plant)
+}
+
+/// Runs one batch through the whole plant with the given recipes, at full speed, and
+/// answers once every machine is done.
+async fn start_both(State(app): State<AppState>, JsonBody(req): JsonBody<StartBoth>) -> Result<Response, ApiError> {
+    let plant = start_both_plant(&app.base_config, &req)?;
     let run = app.runs.submit(plant, "start-both")?;
     run.wait().await;
     match run.status() {
