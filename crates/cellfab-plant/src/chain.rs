@@ -67,8 +67,8 @@ fn coater_dryer<'scope>(
     let mut dryer = Machine::<Drying>::new(cfg.drying.clone(), line);
     x.map(format!("MC_Coat_{}", line.title()), slurry, move |env, token| {
         let start = token.ready_t_s.max(coater.free_t_s()).max(dryer.free_t_s());
-        let (film, _, coat_events) = coater.run(env, token.batch, start, token.product);
-        let (dry, dry_duration_s, dry_events) = dryer.run(env, token.batch, start, film);
+        let (film, _, coat_events) = coater.run(env, token.batch, token.ready_t_s, start, token.product);
+        let (dry, dry_duration_s, dry_events) = dryer.run(env, token.batch, start, start, film);
         replay(env, merge_by_time(coat_events, dry_events));
         Token { batch: token.batch, ready_t_s: start + dry_duration_s, product: dry }
     })

@@ -63,10 +63,18 @@ pub struct RunEnv {
 pub struct StageStat {
     /// Machine and batch.
     pub machine: MachineRef,
+    /// Plant time at which the batch's input was ready for this machine [s].
+    pub ready_t_s: f64,
     /// Plant time at start [s].
     pub start_t_s: f64,
     /// Stage duration [s].
     pub duration_s: f64,
+    /// Part of the duration under an active Critical alarm (machine down) [s].
+    pub down_s: f64,
+    /// The machine is a rack with room for every batch (aging shelves).
+    pub unlimited_capacity: bool,
+    /// Quantities, ideal time and energy of the run, for the KPIs.
+    pub measures: crate::kpi::StageMeasures,
     /// Samples emitted.
     pub samples: u64,
     /// Alarm events emitted.
@@ -86,6 +94,17 @@ struct BufferSink<'a> {
     events: Vec<PlantEvent>,
     samples: u64,
     alarms: u64,
+    /// Critical alarms active now (code, lane, cell) and since when the machine is down.
+    critical: Vec<(String, Option<u32>, Option<String>)>,
+    down_since_t_s: f64,
+    down_s: f64,
+}
+
+impl BufferSink<'_> {
+    /// Down time including a Critical alarm still active at `end_t_s`.
+    fn down_until(&self, end_t_s: f64) -> f64 {
+        self.down_s + if self.critical.is_empty() { 0.0 } else { (end_t_s - self.down_since_t_s).max(0.0) }
+    }
 }
 
 impl<S: cellfab_model::stage::SampleRecord> StageSink<S> for BufferSink<'_> {
@@ -97,6 +116,25 @@ impl<S: cellfab_model::stage::SampleRecord> StageSink<S> for BufferSink<'_> {
     }
     fn alarm(&mut self, alarm: &Alarm) {
         self.alarms += 1;
+        if alarm.severity == cellfab_model::alarm::Severity::Critical {
+            let key = (alarm.code.clone(), alarm.lane, alarm.cell_id.clone());
+            match alarm.state {
+                cellfab_model::alarm::AlarmState::Raised => {
+                    if self.critical.is_empty() {
+                        self.down_since_t_s = alarm.t_s;
+                    }
+                    self.critical.push(key);
+                }
+                cellfab_model::alarm::AlarmState::Cleared => {
+                    if let Some(i) = self.critical.iter().position(|k| *k == key) {
+                        self.critical.swap_remove(i);
+                        if self.critical.is_empty() {
+                            self.down_s += (alarm.t_s - self.down_since_t_s).max(0.0);
+                        }
+                    }
+                }
+            }
+        }
         self.events.push(PlantEvent::Alarm { batch: self.machine.batch, alarm: Arc::new(alarm.clone()) });
     }
 }
@@ -131,12 +169,14 @@ impl<S: Stage> Machine<S> {
         }
     }
 
-    /// Runs the stage on one batch starting at `start_t_s`; returns the output, the stage
-    /// duration and the buffered events (MachineOn … StageFinished, MachineOff).
+    /// Runs the stage on one batch whose input was ready at `ready_t_s`, starting at
+    /// `start_t_s`; returns the output, the stage duration and the buffered events
+    /// (MachineOn … StageFinished, MachineOff).
     pub fn run(
         &mut self,
         env: &RunEnv,
         batch: u32,
+        ready_t_s: f64,
         start_t_s: f64,
         input: S::Input,
     ) -> (S::Output, f64, Vec<PlantEvent>) {
@@ -155,17 +195,32 @@ impl<S: Stage> Machine<S> {
             sensor_noise: env.sensor_noise,
             parallel: &*env.parallel,
         };
-        let mut sink = BufferSink { machine: &machine, start_t_s, events: Vec::new(), samples: 0, alarms: 0 };
+        let mut sink = BufferSink {
+            machine: &machine,
+            start_t_s,
+            events: Vec::new(),
+            samples: 0,
+            alarms: 0,
+            critical: Vec::new(),
+            down_since_t_s: start_t_s,
+            down_s: 0.0,
+        };
         sink.events.push(PlantEvent::MachineOn { t_s: start_t_s, machine: machine.clone() });
         let wall = Instant::now();
         let run = S::run(&self.params, input, &mut self.state, &mut ctx, &mut sink);
         let compute_wall_s = wall.elapsed().as_secs_f64();
         let end_t_s = start_t_s + run.duration_s;
         let result: Arc<dyn DynResult> = Arc::new(run.result);
+        let params = serde_json::to_value(&self.params).unwrap_or_default();
+        let measures = crate::kpi::measures(S::KIND, &result.to_json(), &params, run.duration_s, result.accepted());
         env.stats.lock().expect("stats lock").push(StageStat {
             machine: machine.clone(),
+            ready_t_s,
             start_t_s,
             duration_s: run.duration_s,
+            down_s: sink.down_until(end_t_s),
+            unlimited_capacity: self.unlimited,
+            measures,
             samples: sink.samples,
             alarms: sink.alarms,
             compute_wall_s,
@@ -194,7 +249,7 @@ impl<S: Stage> Machine<S> {
     /// events through the pacer, and hands the output on.
     pub fn process(&mut self, env: &RunEnv, token: Token<S::Input>) -> Token<S::Output> {
         let start = token.ready_t_s.max(self.free_t_s());
-        let (output, duration_s, events) = self.run(env, token.batch, start, token.product);
+        let (output, duration_s, events) = self.run(env, token.batch, token.ready_t_s, start, token.product);
         replay(env, events);
         Token { batch: token.batch, ready_t_s: start + duration_s, product: output }
     }

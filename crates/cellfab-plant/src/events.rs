@@ -157,6 +157,11 @@ pub enum PlantEvent {
         /// Plant time [s].
         t_s: f64,
     },
+    /// Plant KPIs of a run that ran to its end (published just before `RunFinished`).
+    Kpis {
+        /// The KPIs (MODELS.md §14).
+        kpis: Arc<crate::kpi::PlantKpis>,
+    },
     /// The run finished (or was cancelled).
     RunFinished {
         /// Plant time of the last event [s].
@@ -200,7 +205,7 @@ impl PlantEvent {
             PlantEvent::BatchFinished { batch, .. } => format!("Batch {batch} finished"),
             PlantEvent::RunFinished { cancelled: false, .. } => "Run finished".into(),
             PlantEvent::RunFinished { cancelled: true, .. } => "Run cancelled".into(),
-            PlantEvent::Sample { .. } => return None,
+            PlantEvent::Sample { .. } | PlantEvent::Kpis { .. } => return None,
         })
     }
 }

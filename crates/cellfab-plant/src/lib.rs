@@ -16,12 +16,14 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod kpi;
 pub mod pacing;
 pub mod parallel;
 
 pub use config::PlantConfig;
 pub use error::PlantError;
 pub use events::{Delivery, EventBus, PlantEvent, Subscription};
+pub use kpi::{MachineKpis, PlantKpis};
 pub use pacing::{CancelToken, Speed};
 pub use parallel::Threads;
 
@@ -53,6 +55,8 @@ pub struct RunReport {
     pub wall_s: f64,
     /// One entry per machine and batch, in chain order.
     pub stages: Vec<StageStat>,
+    /// Plant KPIs (MODELS.md §14), from plant times only.
+    pub kpis: PlantKpis,
 }
 
 impl Plant {
@@ -108,7 +112,15 @@ impl Plant {
         };
         let (anode_in, cathode_in) = (recipes(&self.config.anode.recipe), recipes(&self.config.cathode.recipe));
         let mut end_t_s = 0.0f64;
+        let mut tally = kpi::CellTally::default();
         let mut finish = |token: Token<Vec<cellfab_model::stages::aging::AgedCell>>| {
+            for c in &token.product {
+                tally.cells += 1;
+                if c.grade != cellfab_model::stages::aging::Grade::Reject {
+                    tally.good_cells += 1;
+                    tally.good_energy_wh += c.formed.discharge_energy_wh.true_value;
+                }
+            }
             let rows: Vec<serde_json::Value> = token
                 .product
                 .iter()
@@ -147,18 +159,23 @@ impl Plant {
             });
         }
         let cancelled = self.cancel.is_cancelled();
+        let mut stages = env.stats.into_inner().expect("stats lock");
+        stages.sort_by(|a, b| {
+            (a.machine.batch, a.machine.line, a.machine.stage).cmp(&(b.machine.batch, b.machine.line, b.machine.stage))
+        });
+        let kpis = kpi::compute(&stages, &tally, end_t_s);
+        let failed = env.failure.lock().expect("failure lock").take();
+        if !cancelled && failed.is_none() {
+            self.bus.publish(PlantEvent::Kpis { kpis: Arc::new(kpis.clone()) });
+        }
         self.bus.publish(PlantEvent::RunFinished { t_s: end_t_s, cancelled });
         self.bus.close();
-        if let Some((machine_id, message)) = env.failure.lock().expect("failure lock").take() {
+        if let Some((machine_id, message)) = failed {
             return Err(PlantError::MachineFailed { machine_id, message });
         }
         if cancelled {
             return Err(PlantError::Cancelled);
         }
-        let mut stages = env.stats.into_inner().expect("stats lock");
-        stages.sort_by(|a, b| {
-            (a.machine.batch, a.machine.line, a.machine.stage).cmp(&(b.machine.batch, b.machine.line, b.machine.stage))
-        });
         Ok(RunReport {
             seed: p.seed,
             start: self.epoch.to_string(),
@@ -166,6 +183,7 @@ impl Plant {
             end_t_s,
             wall_s: wall.elapsed().as_secs_f64(),
             stages,
+            kpis,
         })
     }
 }

@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs", post(create_run).get(list_runs))
         .route("/runs/{id}", get(get_run))
         .route("/runs/{id}/cancel", post(cancel_run))
+        .route("/runs/{id}/kpis", get(run_kpis))
         .route("/runs/{id}/samples", get(samples))
         .route("/runs/{id}/download", get(download))
         .route("/runs/{id}/events", get(events))
@@ -235,6 +236,19 @@ async fn list_runs(State(app): State<AppState>) -> Json<Value> {
 
 async fn get_run(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(app.runs.get(&id)?.view(true)))
+}
+
+async fn run_kpis(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let run = app.runs.get(&id)?;
+    match run.kpis() {
+        Some(kpis) => Ok(Json(kpis.as_ref().clone())),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "run_not_finished",
+            format!("run {id} is {:?}; its KPIs exist once it has run to its end", run.status()),
+        )
+        .field("id")),
+    }
 }
 
 async fn cancel_run(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

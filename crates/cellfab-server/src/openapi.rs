@@ -158,6 +158,14 @@ pub const ROUTES: &[Route] = &[
         responses: &[(200, "the run", JSON), NOT_FOUND],
     },
     Route {
+        method: "get",
+        path: "/api/v1/runs/{id}/kpis",
+        summary: "Plant KPIs of a finished run: throughput, lead time, takt, bottleneck, per machine states, OEE, yield, energy",
+        params: &[ID],
+        body: None,
+        responses: &[(200, "the KPIs (also the run's `kpis` field)", JSON), NOT_FOUND, (409, "run not finished", JSON)],
+    },
+    Route {
         method: "post",
         path: "/api/v1/runs/{id}/cancel",
         summary: "Cancel a queued or running run",

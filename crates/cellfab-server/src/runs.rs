@@ -118,6 +118,7 @@ struct RunState {
     alarms: u64,
     plant_end_t_s: Option<f64>,
     folder: Option<PathBuf>,
+    kpis: Option<Arc<Value>>,
 }
 
 /// One live event for viewers of a run.
@@ -194,6 +195,7 @@ impl Run {
                 alarms: 0,
                 plant_end_t_s: None,
                 folder: None,
+                kpis: None,
             }),
             live: broadcast::channel(LIVE_BUFFER).0,
             done: watch::channel(false).0,
@@ -222,6 +224,11 @@ impl Run {
     /// Error text of a failed run.
     pub fn error(&self) -> Option<String> {
         self.lock().error.clone()
+    }
+
+    /// Plant KPIs (MODELS.md §14), once the run has run to its end.
+    pub fn kpis(&self) -> Option<Arc<Value>> {
+        self.lock().kpis.clone()
     }
 
     /// Requests cancellation (a queued run is dropped when its turn comes).
@@ -267,6 +274,7 @@ impl Run {
         if detail {
             v["machines"] = serde_json::to_value(&s.machines).unwrap_or_default();
             v["results"] = serde_json::to_value(&s.results).unwrap_or_default();
+            v["kpis"] = s.kpis.as_deref().cloned().unwrap_or(Value::Null);
         }
         v
     }
@@ -624,6 +632,11 @@ impl Recorder {
             }
             PlantEvent::BatchFinished { batch, t_s } => {
                 json!({"type": "batch_finished", "batch": batch, "t_s": t_s, "timestamp": ts(*t_s)})
+            }
+            PlantEvent::Kpis { kpis } => {
+                let kpis = serde_json::to_value(kpis.as_ref()).unwrap_or_default();
+                run.lock().kpis = Some(Arc::new(kpis.clone()));
+                json!({"type": "kpis", "kpis": kpis})
             }
             PlantEvent::RunFinished { t_s, cancelled } => {
                 json!({"type": "run_finished", "t_s": t_s, "cancelled": cancelled})

@@ -221,6 +221,7 @@ async fn openapi_document_is_openapi_3_and_lists_every_route() {
         ("get", "/api/v1/runs"),
         ("get", "/api/v1/runs/{id}"),
         ("post", "/api/v1/runs/{id}/cancel"),
+        ("get", "/api/v1/runs/{id}/kpis"),
         ("get", "/api/v1/runs/{id}/samples"),
         ("get", "/api/v1/runs/{id}/download"),
         ("get", "/api/v1/runs/{id}/events"),

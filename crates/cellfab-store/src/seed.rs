@@ -30,6 +30,7 @@ pub struct SeedLayoutWriter {
     cells: AtomicAppender,
     alarm_count: u64,
     cell_count: u64,
+    kpis: Option<Value>,
 }
 
 /// Threads that write sample files (the per-file cost of a file system is mostly system
@@ -67,6 +68,9 @@ pub struct Manifest {
     pub created_at: String,
     /// Wall time of the run [s] (differs between runs).
     pub wall_time_s: f64,
+    /// Plant KPIs (MODELS.md §14) of a run that ran to its end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kpis: Option<Value>,
 }
 
 /// The stage-output folders of the seed layout.
@@ -111,6 +115,7 @@ impl SeedLayoutWriter {
             cells,
             alarm_count: 0,
             cell_count: 0,
+            kpis: None,
         })
     }
 
@@ -168,6 +173,9 @@ impl SeedLayoutWriter {
                 }
                 self.cell_count += rows.len() as u64;
             }
+            PlantEvent::Kpis { kpis } => {
+                self.kpis = Some(serde_json::to_value(kpis.as_ref()).map_err(std::io::Error::other)?);
+            }
             _ => {}
         }
         Ok(())
@@ -210,6 +218,7 @@ impl SeedLayoutWriter {
             config,
             created_at: jiff::Timestamp::now().to_string(),
             wall_time_s,
+            kpis: self.kpis,
         };
         let bytes = serde_json::to_vec_pretty(&manifest).map_err(std::io::Error::other)?;
         write_atomic(&self.run_dir.join("manifest.json"), &bytes)?;

@@ -128,6 +128,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if !args.quiet {
         print_summary(&report, &manifest, wall.elapsed().as_secs_f64());
         cells.print();
+        print_kpis(&report.kpis);
     }
     println!("{}", run_dir.display());
     Ok(())
@@ -273,5 +274,45 @@ impl CellSummary {
             let rejects: Vec<String> = self.rejects.iter().map(|(r, n)| format!("{r} {n}")).collect();
             println!("rejects by reason: {}", rejects.join(", "));
         }
+    }
+}
+
+/// The plant KPI table (MODELS.md §14).
+fn print_kpis(k: &cellfab_plant::PlantKpis) {
+    println!(
+        "KPIs: throughput {:.1} good cells/h ({:.4} GWh/yr-eq; steady state {:.1} cells/h, {:.3} GWh/yr), \
+         lead time {:.1} h, takt {:.2} h, bottleneck {}",
+        k.throughput_cells_per_h,
+        k.throughput_gwh_per_yr,
+        k.steady_state_cells_per_h,
+        k.steady_state_gwh_per_yr,
+        k.lead_time_s / 3600.0,
+        k.takt_s / 3600.0,
+        k.bottleneck
+    );
+    println!(
+        "energy {:.1} kWh for {:.1} kWh of good cells: {:.2} kWh/kWh",
+        k.energy_kwh, k.cell_energy_kwh, k.energy_per_cell_energy
+    );
+    println!(
+        "{:<20} {:>8} {:>6} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>7} {:>9}",
+        "machine", "cycle h", "util", "starv h", "block h", "down h", "A", "P", "Q", "OEE", "yield", "kWh"
+    );
+    for m in &k.machines {
+        println!(
+            "{:<20} {:>8.2} {:>6.3} {:>8.2} {:>8.2} {:>8.2} {:>6.3} {:>6.3} {:>6.4} {:>6.4} {:>7.4} {:>9.1}",
+            m.machine_id,
+            m.cycle_time_s / 3600.0,
+            m.utilisation,
+            m.starved_s / 3600.0,
+            m.blocked_s / 3600.0,
+            m.down_s / 3600.0,
+            m.oee.availability,
+            m.oee.performance,
+            m.oee.quality,
+            m.oee.oee,
+            m.yield_frac,
+            m.energy_kwh
+        );
     }
 }
