@@ -200,7 +200,8 @@ fn mean_sd(values: impl Iterator<Item = f64>) -> (Option<f64>, Option<f64>) {
     }
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
-    let sd = if v.len() > 1 { Some((v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()) } else { None };
+    let sd =
+        if v.len() > 1 { Some((v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()) } else { None };
     (Some(mean), sd)
 }
 

@@ -19,7 +19,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Stream tag of a point's plant seed ("POINT").
-pub const POINT_STREAM: u64 = 0x504F_494E_54;
+pub const POINT_STREAM: u64 = 0x0050_4F49_4E54;
 /// Stream tag of the design draws ("DESIGN").
 pub const DESIGN_STREAM: u64 = 0x4445_5349_474E;
 /// Cells per point when neither the spec nor the base configuration caps them.
@@ -181,8 +181,9 @@ fn lookup<'a>(root: &'a Value, path: &str) -> Result<&'a Value, SweepError> {
     let mut at = root;
     let mut walked = String::new();
     for key in path.split('.') {
-        let obj = at.as_object().ok_or_else(|| {
-            SweepError::UnknownField { path: path.into(), reason: format!("`{walked}` is not a section") }
+        let obj = at.as_object().ok_or_else(|| SweepError::UnknownField {
+            path: path.into(),
+            reason: format!("`{walked}` is not a section"),
         })?;
         at = obj.get(key).ok_or_else(|| {
             let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
@@ -542,9 +543,10 @@ sigma_ln = 0.1
 
     #[test]
     fn unknown_field_names_the_missing_key() {
-        let e = sweep("seed = 1\nmethod = \"grid\"\n[[param]]\npath = \"cathode.calendaring.line_lod\"\nvalues = [1]\n")
-            .unwrap_err()
-            .to_string();
+        let e =
+            sweep("seed = 1\nmethod = \"grid\"\n[[param]]\npath = \"cathode.calendaring.line_lod\"\nvalues = [1]\n")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("cathode.calendaring.line_lod") && e.contains("no key `line_lod`"), "{e}");
     }
 
@@ -556,7 +558,10 @@ sigma_ln = 0.1
         .unwrap();
         s.config(&s.point(0)).unwrap();
         let e = s.config(&s.point(1)).unwrap_err().to_string();
-        assert!(e.contains("point 1") && e.contains("cathode.coating.coating_speed_m_s = 9") && e.contains("allowed"), "{e}");
+        assert!(
+            e.contains("point 1") && e.contains("cathode.coating.coating_speed_m_s = 9") && e.contains("allowed"),
+            "{e}"
+        );
     }
 
     #[test]

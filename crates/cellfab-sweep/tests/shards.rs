@@ -46,8 +46,7 @@ fn rows(root: &Path, table: &str) -> Vec<Map<String, Value>> {
 fn three_shards_union_equals_the_whole_sweep_row_for_row_and_one_point_reruns_exactly() {
     let s = sweep();
     let whole = dir("whole");
-    let summary =
-        run_shard(&s, &RunOptions { out: whole.clone(), shard: Shard::WHOLE, threads: 2 }, &|_| {}).unwrap();
+    let summary = run_shard(&s, &RunOptions { out: whole.clone(), shard: Shard::WHOLE, threads: 2 }, &|_| {}).unwrap();
     assert_eq!(summary.points_run, 6);
     assert_eq!(summary.rows, 6 * 8);
 
@@ -99,8 +98,8 @@ fn a_killed_shard_resumes_keeping_finished_parts_and_another_sweep_is_refused() 
     let again = run_shard(&s, &opts, &|_| {}).unwrap();
     assert_eq!(again.points_run, 0, "finished parts are kept");
 
-    let other = Sweep::resolve(SweepSpec::from_toml(&SPEC.replace("seed = 11", "seed = 12")).unwrap(), Path::new("."))
-        .unwrap();
+    let other =
+        Sweep::resolve(SweepSpec::from_toml(&SPEC.replace("seed = 11", "seed = 12")).unwrap(), Path::new(".")).unwrap();
     let e = run_shard(&other, &opts, &|_| {}).unwrap_err().to_string();
     assert!(e.contains("different sweep"), "{e}");
     std::fs::remove_dir_all(&out).unwrap();

@@ -212,7 +212,10 @@ pub fn pybamm_parameter_set(run: &Path, cell_id: &str) -> Result<Value> {
         }
     }
     let Some(cell) = found else {
-        bail!("unknown cell {cell_id}: {} has {count} cells with ids like B1-L0-0 (B<batch>-L<lane>-<index>)", results.display());
+        bail!(
+            "unknown cell {cell_id}: {} has {count} cells with ids like B1-L0-0 (B<batch>-L<lane>-<index>)",
+            results.display()
+        );
     };
     let manifest = read_json(&run.join("manifest.json"))?;
     let config = manifest.get("config").ok_or_else(|| anyhow!("manifest.json has no config"))?;
@@ -265,8 +268,14 @@ pub fn pybamm_parameter_set(run: &Path, cell_id: &str) -> Result<Value> {
     put("Positive particle radius [m]", r_pos);
     put("Maximum concentration in negative electrode [mol.m-3]", c_max_neg);
     put("Maximum concentration in positive electrode [mol.m-3]", c_max_pos);
-    put("Initial concentration in negative electrode [mol.m-3]", c_max_neg * (CHEN_X_0 + soc * (CHEN_X_100 - CHEN_X_0)));
-    put("Initial concentration in positive electrode [mol.m-3]", c_max_pos * (CHEN_Y_0 + soc * (CHEN_Y_100 - CHEN_Y_0)));
+    put(
+        "Initial concentration in negative electrode [mol.m-3]",
+        c_max_neg * (CHEN_X_0 + soc * (CHEN_X_100 - CHEN_X_0)),
+    );
+    put(
+        "Initial concentration in positive electrode [mol.m-3]",
+        c_max_pos * (CHEN_Y_0 + soc * (CHEN_Y_100 - CHEN_Y_0)),
+    );
     put("Electrode height [m]", height_m);
     put("Electrode width [m]", width_m);
     put("Nominal cell capacity [A.h]", capacity);

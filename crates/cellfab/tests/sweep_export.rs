@@ -45,8 +45,7 @@ fn sweep_cli_writes_the_partitioned_dataset_and_names_bad_fields() {
     let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("sweep.json")).unwrap()).unwrap();
     assert_eq!(manifest["points"], 2);
     assert_eq!(manifest["base_config"]["cell"]["assembly"]["max_cells"], 4, "cells per point from the base");
-    let shard: Value =
-        serde_json::from_slice(&std::fs::read(out.join("_shards/shard=2-of-2.json")).unwrap()).unwrap();
+    let shard: Value = serde_json::from_slice(&std::fs::read(out.join("_shards/shard=2-of-2.json")).unwrap()).unwrap();
     assert_eq!(shard["rows"], 4);
 
     std::fs::write(&spec, "seed = 5\nmethod = \"grid\"\n[[param]]\npath = \"cathode.coating.speed\"\nvalues = [1]\n")
@@ -110,11 +109,8 @@ fn pybamm_export_holds_chen2020_keys_with_the_cells_own_electrodes() {
     assert_eq!(num("Upper voltage cut-off [V]"), 4.2);
     // The nominal capacity is the cell's measured discharge capacity.
     let results = std::fs::read_to_string(run.join("cell_results.jsonl")).unwrap();
-    let row: Value = results
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|r| r["cell_id"] == "B1-L2-1")
-        .unwrap();
+    let row: Value =
+        results.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|r| r["cell_id"] == "B1-L2-1").unwrap();
     assert_eq!(num("Nominal cell capacity [A.h]"), row["discharge_capacity_ah"].as_f64().unwrap());
 
     let e = fails(cellfab().args(["export", "pybamm", "--run"]).arg(&run).args(["--cell", "B9-L0-0"]));
