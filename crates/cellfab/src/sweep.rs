@@ -41,7 +41,9 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
     if let Some(index) = args.point {
         let (result, dir) = rerun_point(&sweep, index, &args.out)?;
         if !args.quiet {
-            println!("point {index}: seed {}, {} cells", result.point.seed, result.cells.len());
+            let values: Vec<String> =
+                sweep.params.iter().zip(&result.point.values).map(|(p, v)| format!("{} = {v}", p.path)).collect();
+            println!("point {index}: seed {}, {}, {} cells", result.point.seed, values.join(", "), result.cells.len());
         }
         println!("{}", dir.display());
         return Ok(());
