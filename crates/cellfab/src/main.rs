@@ -7,12 +7,16 @@
 //! * `cellfab bench` — timings of a default batch and of each stage's model stepping.
 //! * `cellfab serve` — the HTTP API and live events (the default without a subcommand).
 //! * `cellfab iot` — SAS tokens and the folder watcher (MQTT / Azure IoT Hub).
+//! * `cellfab sweep` — parameter sweeps, sharded, into a partitioned Parquet dataset.
+//! * `cellfab export pybamm` — one cell of a run as a PyBaMM parameter set.
 
 mod bench;
+mod export;
 mod iot;
 mod params;
 mod run;
 mod serve;
+mod sweep;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +40,10 @@ enum Command {
     Serve(serve::ServeArgs),
     /// MQTT / Azure IoT Hub tools: print a SAS token, publish a seed-layout folder.
     Iot(iot::IotArgs),
+    /// Run a parameter sweep (grid, Latin hypercube, Monte Carlo), whole, one shard or one point.
+    Sweep(sweep::SweepArgs),
+    /// Export a run's data in other tools' formats (PyBaMM parameter sets).
+    Export(export::ExportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,6 +54,8 @@ fn main() -> std::process::ExitCode {
         Some(Command::Bench(args)) => bench::bench(args),
         Some(Command::Serve(args)) => serve::serve(args),
         Some(Command::Iot(args)) => iot::iot(args),
+        Some(Command::Sweep(args)) => sweep::sweep(args),
+        Some(Command::Export(args)) => export::export(args),
         None => serve::serve(serve::ServeArgs::default()),
     };
     match result {
