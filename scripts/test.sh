@@ -47,12 +47,28 @@ step "web UI end to end (Debian's Chromium driven by playwright-core against cel
 cargo build --release -p cellfab
 (cd web && node e2e/run.mjs) 2>&1 | tee target/e2e-output.txt
 
+step "fuzzing: every target from its seed corpus for a short while (long campaigns: docs/RELIABILITY.md)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+(cd fuzz && cargo fuzz build -s none)
+: > target/fuzz-output.txt
+for t in config_toml config_json api_bodies seed_record connection_string; do
+  mkdir -p "target/fuzz-corpus/$t"
+  (cd fuzz && cargo fuzz run -s none "$t" "../target/fuzz-corpus/$t" "seeds/$t" -- \
+      -max_total_time="${FUZZ_SECONDS:-15}" -print_final_stats=1) > "target/fuzz-$t.txt" 2>&1 \
+    && echo "ok fuzz $t: $(grep -Eo 'number_of_executed_units: [0-9]+' "target/fuzz-$t.txt")" >> target/fuzz-output.txt \
+    || { echo "not ok fuzz $t" >> target/fuzz-output.txt; tail -40 "target/fuzz-$t.txt"; }
+done
+cat target/fuzz-output.txt
+
 # one closing line for the whole suite
 passed=$( (grep -Eo '^test result: ok\. [0-9]+ passed' target/test-output.txt || true) | awk '{s+=$4} END {print s+0}')
 failed=$( (grep -Eo '[0-9]+ failed' target/test-output.txt || true) | awk '{s+=$1} END {print s+0}')
 web_passed=$(sed 's/\x1b\[[0-9;]*m//g' target/web-unit.txt | grep -Eo 'Tests +[0-9]+ passed' | grep -Eo '[0-9]+' | head -1 || true)
 e2e_passed=$(grep -Ec '^ok ' target/e2e-output.txt || true)
 e2e_failed=$(grep -Ec '^not ok ' target/e2e-output.txt || true)
+fuzz_passed=$(grep -Ec '^ok fuzz' target/fuzz-output.txt || true)
+fuzz_failed=$(grep -Ec '^not ok fuzz' target/fuzz-output.txt || true)
 
 echo
-echo "cellfab: $((passed + ${web_passed:-0} + e2e_passed)) passed, $((failed + e2e_failed)) failed"
+echo "cellfab: $((passed + ${web_passed:-0} + e2e_passed + fuzz_passed)) passed, $((failed + e2e_failed + fuzz_failed)) failed"
+[ "$((failed + e2e_failed + fuzz_failed))" -eq 0 ]
