@@ -37,9 +37,13 @@ impl fmt::Display for ParamError {
     }
 }
 
-fn fmt_num(v: f64) -> String {
+/// A number as messages show it: plain decimals, but extreme magnitudes (a fuzzed 1e300)
+/// in exponent form instead of hundreds of digits.
+pub(crate) fn fmt_num(v: f64) -> String {
     if v.is_nan() {
         "-".into()
+    } else if v != 0.0 && !(1e-12..1e15).contains(&v.abs()) {
+        format!("{v:e}")
     } else {
         format!("{v}")
     }
