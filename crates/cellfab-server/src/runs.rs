@@ -625,6 +625,9 @@ impl Recorder {
             PlantEvent::BatchFinished { batch, t_s } => {
                 json!({"type": "batch_finished", "batch": batch, "t_s": t_s, "timestamp": ts(*t_s)})
             }
+            PlantEvent::FaultLabel { label } => {
+                json!({"type": "fault_label", "label": label.as_ref(), "timestamp": ts(label.onset_t_s)})
+            }
             PlantEvent::RunFinished { t_s, cancelled } => {
                 json!({"type": "run_finished", "t_s": t_s, "cancelled": cancelled})
             }

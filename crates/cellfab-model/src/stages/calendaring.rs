@@ -783,6 +783,8 @@ impl Stage for Calendaring {
             let temp_reading =
                 ROLL_THERMOCOUPLE.measure(params.roll_temperature_degc, ctx.sensor_noise, ctx.sensor_rng);
             let speed_reading = SPEED_ENCODER.measure(v, ctx.sensor_noise, ctx.sensor_rng);
+            let q_reading = ctx.faults.corrupt("line_load_n_m", t, q_reading);
+            let te_reading = ctx.faults.corrupt("electrode_thickness_m", t, te_reading);
             sink.sample(CalendaringSample {
                 t_s: ctx.start_t_s + t,
                 stage_time_s: t,
@@ -800,7 +802,7 @@ impl Stage for Calendaring {
                 calender_speed_m_s: speed_reading,
                 drive_power_w: power,
                 defect_risk: tracker.any_active(Severity::Warning),
-                fault_labels: Vec::new(),
+                fault_labels: ctx.faults.labels_at(t, Some(v * t)),
             });
         }
 
