@@ -117,7 +117,7 @@ impl FaultCode {
             FaultCode::F05DryZoneTempExcursion => &[StageKind::Drying],
             FaultCode::F06CalRollEccentricity => &[StageKind::Calendaring],
             FaultCode::F07SlitBladeWear => &[StageKind::Slitting],
-            FaultCode::F08WebTensionOscillation => &[StageKind::Slitting, StageKind::Rewinding],
+            FaultCode::F08WebTensionOscillation => &[StageKind::Slitting],
             FaultCode::F09AsmMisalignment | FaultCode::F12DryroomHumidityExcursion => &[StageKind::CellAssembly],
             FaultCode::F10FillUnderfill => &[StageKind::ElectrolyteFilling],
             FaultCode::F11FormChannelFault => &[StageKind::FormationCycling],

@@ -366,3 +366,56 @@ fn faults_read_from_toml_and_the_same_seed_gives_the_same_labels() {
     assert_eq!(a.cells, b.cells);
     assert!(a.labels.iter().any(|l| l.code == FaultCode::F04CoatWeightDrift && l.line == Line::Cathode));
 }
+
+#[test]
+fn f01_worn_disc_leaves_agglomerates_and_raises_the_viscosity() {
+    let mut f = spec(FaultCode::F01MixUnderDispersion, Line::Cathode, StageKind::Mixing, 0.0);
+    f.magnitude.power_factor = Some(0.3);
+    let r = run_with(vec![f]);
+    let b = baseline();
+    let a = r.samples["TK_Mix_Cathode"].last().unwrap()["agglomerate_frac"].as_f64().unwrap();
+    let a0 = b.samples["TK_Mix_Cathode"].last().unwrap()["agglomerate_frac"].as_f64().unwrap();
+    assert!(a > 5.0 * a0 && (a - 0.32).abs() < 0.1, "agglomerates {a} vs {a0}");
+    let p = r.samples["TK_Mix_Cathode"][1000]["shaft_power_w"]["meas"].as_f64().unwrap();
+    let p0 = b.samples["TK_Mix_Cathode"][1000]["shaft_power_w"]["meas"].as_f64().unwrap();
+    assert!(p < 0.5 * p0, "power {p} vs {p0}");
+    assert_eq!(caused_by(&r, FaultCode::F01MixUnderDispersion).len(), r.cells.len());
+}
+
+#[test]
+fn f06_eccentric_roll_spreads_porosity_along_the_web() {
+    let r = run_with(vec![spec(FaultCode::F06CalRollEccentricity, Line::Anode, StageKind::Calendaring, 0.0)]);
+    let b = baseline();
+    let spread = |r: &Run| {
+        let v: Vec<f64> = r.samples["MC_Cal_Anode"].iter().map(|s| s["porosity_frac"].as_f64().unwrap()).collect();
+        v.iter().cloned().fold(f64::MIN, f64::max) - v.iter().cloned().fold(f64::MAX, f64::min)
+    };
+    assert!(spread(&r) > 0.01 && spread(&r) > 10.0 * spread(b), "spread {} vs {}", spread(&r), spread(b));
+    assert_eq!(r.labelled("MC_Cal_Anode").len(), r.samples["MC_Cal_Anode"].len());
+}
+
+#[test]
+fn f08_tension_oscillation_wrinkles_the_web_during_its_window() {
+    let r = run_with(vec![spec(FaultCode::F08WebTensionOscillation, Line::Anode, StageKind::Slitting, 0.0)]);
+    assert!(r.raised("MC_Slit_Anode", "SLIT_TENSION_LOW"));
+    assert!(!baseline().raised("MC_Slit_Anode", "SLIT_TENSION_LOW"));
+    for s in &r.samples["MC_Slit_Anode"] {
+        let t = s["stage_time_s"].as_f64().unwrap();
+        assert_eq!(!labels_of(s).is_empty(), t < 120.0, "t {t}");
+    }
+    // the wrinkled head of the roll is scrapped, so the cells come from behind it untouched
+    assert!(r.cells.iter().all(|c| c["anode_coating_start_m"].as_f64().unwrap() > 0.0));
+}
+
+#[test]
+fn f09_misalignment_violates_the_overhang_of_the_faulted_cells() {
+    let mut f = spec(FaultCode::F09AsmMisalignment, Line::Cell, StageKind::CellAssembly, 0.0);
+    f.duration = Some(10.0);
+    let r = run_with(vec![f]);
+    let overhang = |r: &Run| {
+        r.raised("MC_Assembly_Cell", "ASM_OVERHANG_VIOLATION") || r.raised("MC_Assembly_Cell", "ASM_OVERHANG_LOW")
+    };
+    assert!(overhang(&r) && !overhang(baseline()));
+    assert_eq!(r.labels[0].cell_ids.as_ref().map(Vec::len), Some(10));
+    assert_eq!(caused_by(&r, FaultCode::F09AsmMisalignment).len(), 10);
+}

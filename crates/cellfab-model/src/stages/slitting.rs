@@ -732,8 +732,20 @@ impl Stage for Slitting {
                     lane_burr_first[j] = burr;
                 }
             }
-            let tension =
+            let mut tension =
                 set_tension * (1.0 + if k > 0 { tension_drift.step(ctx.process_rng) } else { tension_drift.value() });
+            // F08 (MODELS.md §13): T(t) = T·(1 + a·sin 2πft) while the oscillation lasts
+            let mut oscillation_label = None;
+            for f in faults.of(FaultCode::F08WebTensionOscillation) {
+                let level = f.spec.level(t_k);
+                if level > 0.0 {
+                    let m = &f.spec.magnitude;
+                    let phase = 2.0 * std::f64::consts::PI * m.frequency_hz.unwrap_or(0.5) * (t_k - f.spec.onset);
+                    tension *= 1.0 + level * m.amplitude_frac.unwrap_or(0.4) * phase.sin();
+                    faults.touch(f.label_id, At { stage_time_s: t_k, position_m: Some(x_coat), ..At::default() });
+                    oscillation_label = Some(f.label_id);
+                }
+            }
             let stress = foil_stress_pa(tension, coating_width, foil.thickness_m);
             stress_sum += stress;
 
@@ -755,7 +767,7 @@ impl Stage for Slitting {
                         severity: DefectSeverity::Major,
                         detected: false,
                         false_call: false,
-                        fault_label: None,
+                        fault_label: oscillation_label,
                     });
                     next_defect_id += 1;
                 }
