@@ -13,6 +13,7 @@ pub mod consts;
 pub mod defect;
 pub mod electrochem;
 pub mod error;
+pub mod fault;
 pub mod legacy;
 pub mod material;
 pub mod random;

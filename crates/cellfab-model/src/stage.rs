@@ -195,6 +195,8 @@ pub struct StageCtx<'a> {
     /// Runs independent jobs of one stage run (chunks of cells), possibly on several
     /// threads; the plant provides it, tests pass [`Sequential`].
     pub parallel: &'a dyn Parallel,
+    /// Faults acting on this stage run (MODELS.md §13); [`crate::fault::NO_FAULTS`] for none.
+    pub faults: &'a crate::fault::FaultSet,
 }
 
 /// Data-parallel work inside one stage run, provided by the plant (the model crate spawns

@@ -32,6 +32,7 @@ fn slurry(line: Line) -> Slurry {
         process_variability: false,
         sensor_noise: false,
         parallel: &cellfab_model::Sequential,
+        faults: &cellfab_model::fault::NO_FAULTS,
     };
     Mixing::run(&params, recipe, &mut (), &mut ctx, &mut VecSink::default()).output
 }
@@ -56,6 +57,7 @@ fn coat(
         process_variability: variability,
         sensor_noise: noise,
         parallel: &cellfab_model::Sequential,
+        faults: &cellfab_model::fault::NO_FAULTS,
     };
     let mut sink = VecSink::default();
     let run = Coating::run(params, slurry, &mut (), &mut ctx, &mut sink);

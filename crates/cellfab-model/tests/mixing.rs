@@ -32,6 +32,7 @@ fn run_with(
         process_variability: variability,
         sensor_noise: noise,
         parallel: &cellfab_model::Sequential,
+        faults: &cellfab_model::fault::NO_FAULTS,
     };
     let mut sink = VecSink::default();
     let run = Mixing::run(params, recipe, &mut (), &mut ctx, &mut sink);

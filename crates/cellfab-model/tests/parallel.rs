@@ -73,6 +73,7 @@ fn ctx<'a>(
         process_variability: false,
         sensor_noise: true,
         parallel,
+        faults: &cellfab_model::fault::NO_FAULTS,
     }
 }
 

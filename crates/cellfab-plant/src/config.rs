@@ -4,7 +4,9 @@
 //! every key is checked and unknown keys are refused), and its JSON Schema feeds the UI.
 
 use crate::error::PlantError;
+use crate::faults::FaultRate;
 use crate::pacing::Speed;
+use cellfab_model::fault::FaultSpec;
 use cellfab_model::recipe::Recipe;
 use cellfab_model::stage::StageParams;
 use cellfab_model::stages::{
@@ -28,6 +30,12 @@ pub struct PlantConfig {
     pub cathode: ElectrodeLineConfig,
     /// The cell line: assembly, filling, formation, aging.
     pub cell: CellLineConfig,
+    /// Faults to inject (MODELS.md §13), as `[[faults]]` tables; empty = none.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+    /// Random faults drawn from the run's seed, per line and stage (`[[fault_rates]]`).
+    #[serde(default)]
+    pub fault_rates: Vec<FaultRate>,
 }
 
 /// Run settings.
@@ -152,6 +160,8 @@ impl Default for PlantConfig {
             anode: ElectrodeLineConfig::anode(),
             cathode: ElectrodeLineConfig::cathode(),
             cell: CellLineConfig::default(),
+            faults: Vec::new(),
+            fault_rates: Vec::new(),
         }
     }
 }
@@ -195,6 +205,22 @@ impl PlantConfig {
         c.filling.validate().map_err(|e| e.at("cell.filling."))?;
         c.formation.validate().map_err(|e| e.at("cell.formation."))?;
         c.aging.validate().map_err(|e| e.at("cell.aging."))?;
+        for (i, f) in self.faults.iter().enumerate() {
+            f.validate().map_err(|e| e.at(&format!("faults[{i}].")))?;
+            if f.batch > p.batches {
+                return Err(ParamError::range(
+                    &format!("faults[{i}].batch"),
+                    f.batch as f64,
+                    0.0,
+                    p.batches as f64,
+                    "",
+                )
+                .into());
+            }
+        }
+        for (i, r) in self.fault_rates.iter().enumerate() {
+            r.validate().map_err(|e| e.at(&format!("fault_rates[{i}].")))?;
+        }
         Ok(())
     }
 

@@ -18,6 +18,7 @@
 
 use crate::events::{DynResult, DynSample, EventBus, MachineRef, PlantEvent};
 use crate::pacing::Pacer;
+use cellfab_model::fault::{ActiveFault, FaultLabel, FaultSet};
 use cellfab_model::random::{derive_seed, stream, Purpose};
 use cellfab_model::stage::{Stage, StageCtx, StageSink};
 use cellfab_model::{Alarm, Line};
@@ -56,6 +57,10 @@ pub struct RunEnv {
     /// Runs the chunks of cells of formation and aging: [`crate::Threads`] on every core, or
     /// [`cellfab_model::Sequential`] when `threads = 1`.
     pub parallel: Box<dyn cellfab_model::Parallel>,
+    /// Every fault of the run with its label id ([`crate::faults::expand`]).
+    pub faults: Vec<ActiveFault>,
+    /// Labels of the faults that became active, as the stage runs finish.
+    pub labels: Mutex<Vec<FaultLabel>>,
 }
 
 /// What the engine records of each stage run (for the run summary and the manifest).
@@ -184,6 +189,13 @@ impl<S: Stage> Machine<S> {
         let path = [batch as u64, self.line.id(), S::KIND.id()];
         let mut process_rng = stream(env.seed, &[path[0], path[1], path[2], Purpose::Process as u64]);
         let mut sensor_rng = stream(env.seed, &[path[0], path[1], path[2], Purpose::Sensor as u64]);
+        let faults = FaultSet::new(
+            env.faults
+                .iter()
+                .filter(|f| f.batch == batch && f.spec.line == self.line && f.spec.stage == S::KIND)
+                .cloned()
+                .collect(),
+        );
         let mut ctx = StageCtx {
             batch_id: batch,
             line: self.line,
@@ -194,6 +206,7 @@ impl<S: Stage> Machine<S> {
             process_variability: env.process_variability,
             sensor_noise: env.sensor_noise,
             parallel: &*env.parallel,
+            faults: &faults,
         };
         let mut sink = BufferSink {
             machine: &machine,
@@ -228,7 +241,12 @@ impl<S: Stage> Machine<S> {
             accepted: result.accepted(),
         });
         let samples = sink.samples;
-        let mut events = sink.events;
+        let labels = faults.labels(&machine.machine_id, start_t_s);
+        env.labels.lock().expect("labels lock").extend(labels.iter().cloned());
+        let mut label_events: Vec<PlantEvent> =
+            labels.into_iter().map(|l| PlantEvent::FaultLabel { label: Arc::new(l) }).collect();
+        label_events.sort_by(|a, b| a.t_s().unwrap_or(0.0).total_cmp(&b.t_s().unwrap_or(0.0)));
+        let mut events = merge_by_time(label_events, sink.events);
         events.push(PlantEvent::StageFinished {
             t_s: end_t_s,
             machine: machine.clone(),

@@ -150,6 +150,12 @@ pub enum PlantEvent {
         /// Rows, in cell order.
         rows: Arc<Vec<serde_json::Value>>,
     },
+    /// A fault became active (MODELS.md §13): its ground-truth label. Published before the
+    /// samples that carry its id.
+    FaultLabel {
+        /// The label (onset and end in plant time).
+        label: Arc<cellfab_model::fault::FaultLabel>,
+    },
     /// A batch left the last machine.
     BatchFinished {
         /// Batch.
@@ -182,6 +188,7 @@ impl PlantEvent {
             | PlantEvent::BatchFinished { t_s, .. }
             | PlantEvent::RunFinished { t_s, .. } => Some(*t_s),
             PlantEvent::Alarm { alarm, .. } => Some(alarm.t_s),
+            PlantEvent::FaultLabel { label } => Some(label.onset_t_s),
             _ => None,
         }
     }
@@ -202,6 +209,13 @@ impl PlantEvent {
                 format!("{} {:?} {} {:?}: {}", alarm.machine_id, alarm.state, alarm.code, alarm.severity, alarm.message)
             }
             PlantEvent::CellResults { batch, rows } => format!("Batch {batch}: {} cell results", rows.len()),
+            PlantEvent::FaultLabel { label } => format!(
+                "Fault {} #{} on {} (batch {})",
+                label.code.as_str(),
+                label.label_id,
+                label.machine_id,
+                label.batch_id
+            ),
             PlantEvent::BatchFinished { batch, .. } => format!("Batch {batch} finished"),
             PlantEvent::RunFinished { cancelled: false, .. } => "Run finished".into(),
             PlantEvent::RunFinished { cancelled: true, .. } => "Run cancelled".into(),

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod kpi;
+pub mod faults;
 pub mod pacing;
 pub mod parallel;
 
@@ -31,6 +32,33 @@ use engine::{Exec, Flow, RunEnv, StageStat, Token};
 use pacing::Pacer;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Adds `root_cause` to a cell row: `"none"`, or the codes of the fault labels that touched
+/// the cell (its `fault_labels`), in label order, joined by `+`.
+fn with_root_cause(
+    mut row: serde_json::Value,
+    labels: &Mutex<Vec<cellfab_model::fault::FaultLabel>>,
+) -> serde_json::Value {
+    let ids: Vec<u64> = row
+        .get("fault_labels")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+        .unwrap_or_default();
+    let labels = labels.lock().expect("labels lock");
+    let mut codes: Vec<&str> = Vec::new();
+    for id in ids {
+        if let Some(l) = labels.iter().find(|l| l.label_id as u64 == id) {
+            if !codes.contains(&l.code.as_str()) {
+                codes.push(l.code.as_str());
+            }
+        }
+    }
+    let cause = if codes.is_empty() { "none".to_string() } else { codes.join("+") };
+    if let serde_json::Value::Object(m) = &mut row {
+        m.insert("root_cause".into(), serde_json::Value::String(cause));
+    }
+    row
+}
 
 /// A validated plant, ready to run once.
 pub struct Plant {
@@ -102,6 +130,8 @@ impl Plant {
             failure: Mutex::new(None),
             stats: Mutex::new(Vec::new()),
             parallel: if p.threads == 1 { Box::new(cellfab_model::Sequential) } else { Box::new(Threads::available()) },
+            faults: faults::expand(&self.config.faults, &self.config.fault_rates, p.batches, p.seed),
+            labels: Mutex::new(Vec::new()),
         };
         self.bus.publish(PlantEvent::RunStarted { seed: p.seed, batches: p.batches, start: self.epoch.to_string() });
         for batch in 1..=p.batches {
@@ -125,6 +155,7 @@ impl Plant {
                 .product
                 .iter()
                 .map(|c| serde_json::to_value(cellfab_model::stages::aging::CellResultRow::from(c)).unwrap_or_default())
+                .map(|row| with_root_cause(row, &env.labels))
                 .collect();
             self.bus.publish(PlantEvent::CellResults { batch: token.batch, rows: Arc::new(rows) });
             self.bus.publish(PlantEvent::BatchFinished { batch: token.batch, t_s: token.ready_t_s });

@@ -638,6 +638,9 @@ impl Recorder {
                 run.lock().kpis = Some(Arc::new(kpis.clone()));
                 json!({"type": "kpis", "kpis": kpis})
             }
+            PlantEvent::FaultLabel { label } => {
+                json!({"type": "fault_label", "label": label.as_ref(), "timestamp": ts(label.onset_t_s)})
+            }
             PlantEvent::RunFinished { t_s, cancelled } => {
                 json!({"type": "run_finished", "t_s": t_s, "cancelled": cancelled})
             }

@@ -37,7 +37,7 @@ pub fn select(run_dir: &Path, scope: Scope) -> std::io::Result<Vec<(String, Path
     let mut out = Vec::new();
     if scope == Scope::All || scope == Scope::Line(Line::Cell) {
         let top: &[&str] = if scope == Scope::All {
-            &["manifest.json", "alarms.jsonl", "cell_results.jsonl"]
+            &["manifest.json", "alarms.jsonl", "cell_results.jsonl", "fault_labels.jsonl"]
         } else {
             &["cell_results.jsonl"]
         };

@@ -31,6 +31,8 @@ pub struct SeedLayoutWriter {
     alarm_count: u64,
     cell_count: u64,
     kpis: Option<Value>,
+    /// Fault labels (MODELS.md §13) by id: code, and the line of `fault_labels.jsonl`.
+    fault_labels: BTreeMap<u32, (&'static str, String)>,
 }
 
 /// Threads that write sample files (the per-file cost of a file system is mostly system
@@ -116,6 +118,7 @@ impl SeedLayoutWriter {
             alarm_count: 0,
             cell_count: 0,
             kpis: None,
+            fault_labels: BTreeMap::new(),
         })
     }
 
@@ -146,7 +149,9 @@ impl SeedLayoutWriter {
                 let st = sample.stage_time_s();
                 let (mut rec, ts) = self.base(machine, *t_s, st);
                 sample.legacy(&mut rec);
-                rec.insert("cellfab".into(), sample.to_json());
+                let json = sample.to_json();
+                rec.insert("fault".into(), Value::String(self.fault_key(&json)));
+                rec.insert("cellfab".into(), json);
                 let name = format!("{}_{}_result_at_{}s.json", machine.machine_id, ts, round_half_even(st));
                 self.write_record(machine, name, &rec)?;
                 *self.sample_counts.entry(machine.machine_id.clone()).or_default() += 1;
@@ -167,6 +172,13 @@ impl SeedLayoutWriter {
                 self.alarms.push((alarm.t_s, alarm.machine_id.clone(), v.to_string()));
                 self.alarm_count += 1;
             }
+            PlantEvent::FaultLabel { label } => {
+                let mut v = serde_json::to_value(label.as_ref()).map_err(std::io::Error::other)?;
+                if let Value::Object(m) = &mut v {
+                    m.insert("onset_timestamp".into(), Value::String(timestamp(self.epoch_us, label.onset_t_s)));
+                }
+                self.fault_labels.insert(label.label_id, (label.code.as_str(), v.to_string()));
+            }
             PlantEvent::CellResults { rows, .. } => {
                 for row in rows.iter() {
                     self.cells.line(&row.to_string())?;
@@ -179,6 +191,25 @@ impl SeedLayoutWriter {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The `"fault"` key of a sample record: `"none"`, or the codes of the labels the sample
+    /// carries (its `fault_labels`), in label order, joined by `+`.
+    fn fault_key(&self, sample: &Value) -> String {
+        let mut codes: Vec<&str> = Vec::new();
+        let ids = sample.get("fault_labels").and_then(Value::as_array).into_iter().flatten();
+        for id in ids.filter_map(Value::as_u64) {
+            if let Some((code, _)) = self.fault_labels.get(&(id as u32)) {
+                if !codes.contains(code) {
+                    codes.push(code);
+                }
+            }
+        }
+        if codes.is_empty() {
+            "none".into()
+        } else {
+            codes.join("+")
+        }
     }
 
     /// Closes the JSON Lines files and writes `manifest.json` last.
@@ -199,6 +230,13 @@ impl SeedLayoutWriter {
         }
         alarms.finish()?;
         self.cells.finish()?;
+        // fault labels in id order (one line per activated fault; empty without faults)
+        let mut labels = AtomicAppender::create(&self.run_dir.join("fault_labels.jsonl"))?;
+        for (_, line) in self.fault_labels.values() {
+            labels.line(line)?;
+        }
+        labels.finish()?;
+        self.files.push("fault_labels.jsonl".into());
         self.files.push("alarms.jsonl".into());
         self.files.push("cell_results.jsonl".into());
         self.files.sort_unstable();

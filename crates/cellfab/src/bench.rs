@@ -118,6 +118,7 @@ where
             process_variability: true,
             sensor_noise: true,
             parallel,
+            faults: &cellfab_model::fault::NO_FAULTS,
         };
         let mut sink = CountSink::default();
         let mut machine = S::MachineState::default();

@@ -1175,7 +1175,7 @@ impl Stage for Aging {
                 cells_flagged: if is_last { cells_flagged } else { 0 },
                 initial_soc_mean_frac,
                 defect_risk: defect,
-                fault_labels: Vec::new(),
+                fault_labels: ctx.faults.labels_at(stage_time_s, None),
             };
             if is_last {
                 last = Some(sample.clone());

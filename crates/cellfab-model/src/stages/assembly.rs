@@ -25,6 +25,7 @@ use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Severity};
 use crate::cell::{AssembledCell, CellElectrode, Genealogy};
 use crate::defect::{Defect, DefectKind};
 use crate::error::{check_non_negative, check_open_min, check_positive, check_range, ParamError};
+use crate::fault::{At, FaultCode, FaultRegion};
 use crate::legacy::{put_object, put_value, LegacyRecord};
 use crate::material::{water_vapour_pressure_pa, ActiveMaterial, Foil, Separator};
 use crate::random::{normal, stream, uniform, Purpose, StreamRng};
@@ -518,6 +519,8 @@ struct LineSource<'a> {
     /// Per lane position: longest defect of the lane [m].
     lane_max_defect_len: Vec<f64>,
     fault_labels: &'a [u32],
+    /// Web regions touched by faults upstream (coating coordinates).
+    fault_regions: &'a [FaultRegion],
 }
 
 impl<'a> LineSource<'a> {
@@ -549,6 +552,7 @@ impl<'a> LineSource<'a> {
             lane_defects,
             lane_max_defect_len,
             fault_labels: &slurry.fault_labels,
+            fault_regions: &film.fault_regions,
         }
     }
 
@@ -1178,8 +1182,31 @@ fn build_cell(
     // Moisture at winding: §7.2 uptake continued in the assembly room (§8.2).
     let w_eq_c = equilibrium_moisture_frac(p.cathode_moisture_coeff_per_pa, p.dew_point_degc);
     let w_eq_a = equilibrium_moisture_frac(p.anode_moisture_coeff_per_pa, p.dew_point_degc);
-    let w_c_frac = moisture_after(job.cathode_reel.moisture_mass_frac, w_eq_c, job.done_s, p.moisture_time_constant_s);
-    let w_a_frac = moisture_after(job.anode_reel.moisture_mass_frac, w_eq_a, job.done_s, p.moisture_time_constant_s);
+    let mut w_c_frac =
+        moisture_after(job.cathode_reel.moisture_mass_frac, w_eq_c, job.done_s, p.moisture_time_constant_s);
+    let mut w_a_frac =
+        moisture_after(job.anode_reel.moisture_mass_frac, w_eq_a, job.done_s, p.moisture_time_constant_s);
+    let mut labels: Vec<u32> = Vec::new();
+    let cell_id = format!("B{}-L{}-{}", job.batch_id, job.pair, job.k);
+    // F12 (MODELS.md §13): the dry room's dew point rises; the electrodes waiting in it take
+    // up water towards the new equilibrium from the onset on (time constant τ_m).
+    for fault in ctx.faults.of(FaultCode::F12DryroomHumidityExcursion) {
+        let level = fault.spec.level(job.done_s);
+        if level <= 0.0 {
+            continue;
+        }
+        let dew = p.dew_point_degc + level * (fault.spec.magnitude.dew_point_degc.unwrap_or(-10.0) - p.dew_point_degc);
+        let exposed_s = job.done_s - fault.spec.onset;
+        let w_c_eq = equilibrium_moisture_frac(p.cathode_moisture_coeff_per_pa, dew);
+        let w_a_eq = equilibrium_moisture_frac(p.anode_moisture_coeff_per_pa, dew);
+        w_c_frac = moisture_after(w_c_frac, w_c_eq, exposed_s, p.moisture_time_constant_s);
+        w_a_frac = moisture_after(w_a_frac, w_a_eq, exposed_s, p.moisture_time_constant_s);
+        labels.push(fault.label_id);
+        ctx.faults.touch(
+            fault.label_id,
+            At { stage_time_s: job.done_s, lane: Some(job.pair), cell_id: Some(&cell_id), ..At::default() },
+        );
+    }
     let water_limit_kg = 2.0 * (coat_c * job.moisture_reference.0 + coat_a * job.moisture_reference.1);
 
     // Defects inside the cell, then the random events on the cell's process stream:
@@ -1188,7 +1215,26 @@ fn build_cell(
     cathode.collect_defects(&mut defects);
     anode.collect_defects(&mut defects);
     let mut prng = ctx.process_variability.then(|| stream(ctx.stream_seed, &[Purpose::Process as u64, cell_index]));
-    let offset_m = prng.as_mut().map_or(0.0, |r| p.alignment_sigma_m * normal(r));
+    let mut offset_m = prng.as_mut().map_or(0.0, |r| p.alignment_sigma_m * normal(r));
+    // F09: offset bias plus a wider scatter on the cells of the fault; a mis-calibrated
+    // camera (sensor_visible = false) keeps reporting the unfaulted offset.
+    let mut shown_offset_m = offset_m;
+    for fault in ctx.faults.of(FaultCode::F09AsmMisalignment) {
+        if !fault.spec.contains(cell_index as f64) {
+            continue;
+        }
+        let m = &fault.spec.magnitude;
+        let faulted = m.offset_bias_m.unwrap_or(8e-4) + m.sigma_factor.unwrap_or(3.0) * offset_m;
+        if fault.spec.sensor_visible {
+            shown_offset_m = faulted;
+        }
+        offset_m = faulted;
+        labels.push(fault.label_id);
+        ctx.faults.touch(
+            fault.label_id,
+            At { stage_time_s: job.done_s, lane: Some(job.pair), cell_id: Some(&cell_id), ..At::default() },
+        );
+    }
     let shorts = latent_shorts(&cathode, &defects, p, prng.as_mut());
     let insulation_ohm = if shorts.hard { HARD_SHORT_OHM } else { INSULATION_GOOD_OHM };
 
@@ -1199,11 +1245,15 @@ fn build_cell(
             let ins = insulation_ohm * (INSULATION_SIGMA_LN * normal(r)).exp();
             (
                 Reading { true_value: insulation_ohm, measured: Some(ins) },
-                ALIGNMENT_SENSOR.measure(offset_m, true, r),
+                Reading { true_value: offset_m, ..ALIGNMENT_SENSOR.measure(shown_offset_m, true, r) },
                 DIAMETER_SENSOR.measure(diameter_m, true, r),
             )
         }
-        None => (Reading::exact(insulation_ohm), Reading::exact(offset_m), Reading::exact(diameter_m)),
+        None => (
+            Reading::exact(insulation_ohm),
+            Reading { true_value: offset_m, measured: Some(shown_offset_m) },
+            Reading::exact(diameter_m),
+        ),
     };
 
     // Resistances (§12.3) and dry mass (§8.2).
@@ -1214,9 +1264,16 @@ fn build_cell(
     let sep_mass = sep_area * sep.thickness_m * (1.0 - sep.porosity_frac) * sep.density_kg_m3;
 
     // Genealogy (§0.8).
-    let cell_id = format!("B{}-L{}-{}", job.batch_id, job.pair, job.k);
     let mut fault_labels: Vec<u32> = c.fault_labels.iter().chain(a.fault_labels).copied().collect();
     fault_labels.extend(defects.iter().filter_map(|d| d.fault_label));
+    fault_labels.extend(labels);
+    // web regions the cell was cut from (§0.8)
+    for iv in [&cathode, &anode] {
+        let (x0, x1) = (iv.coating_start_m(), iv.coating_end_m());
+        let (x0, x1) = (x0.min(x1), x0.max(x1));
+        let (y0, y1) = (iv.lane.cd_start_m, iv.lane.cd_start_m + iv.lane.nominal_width_m);
+        fault_labels.extend(iv.src.fault_regions.iter().filter(|r| r.overlaps(x0, x1, y0, y1)).map(|r| r.label_id));
+    }
     fault_labels.sort_unstable();
     fault_labels.dedup();
     let genealogy = Genealogy {
@@ -1402,7 +1459,18 @@ impl Stage for Assembly {
             let done = completed_at(stage_t);
             let last = done.checked_sub(1);
             let tension = TENSION_SENSOR.measure(params.winding_tension_n, ctx.sensor_noise, ctx.sensor_rng);
-            let dew = DEW_POINT_SENSOR.measure(params.dew_point_degc, ctx.sensor_noise, ctx.sensor_rng);
+            let mut dew_true = params.dew_point_degc;
+            let mut dew_shown = params.dew_point_degc;
+            for fault in ctx.faults.of(FaultCode::F12DryroomHumidityExcursion) {
+                let level = fault.spec.level(stage_t);
+                let target = fault.spec.magnitude.dew_point_degc.unwrap_or(-10.0);
+                dew_true += level * (target - params.dew_point_degc);
+                if fault.spec.sensor_visible {
+                    dew_shown += level * (target - params.dew_point_degc);
+                }
+            }
+            let dew = DEW_POINT_SENSOR.measure(dew_shown, ctx.sensor_noise, ctx.sensor_rng);
+            let dew = ctx.faults.corrupt("dew_point_degc", stage_t, Reading { true_value: dew_true, ..dew });
             let sample = AssemblySample {
                 t_s: ctx.start_t_s + stage_t,
                 stage_time_s: stage_t,
@@ -1417,7 +1485,16 @@ impl Stage for Assembly {
                 dew_point_degc: dew,
                 last_cell: last.map(|i| geometry(&cells[i])),
                 defect_risk: last.is_some_and(|i| readings[i].risk) || tracker.any_active(Severity::Warning),
-                fault_labels: Vec::new(),
+                fault_labels: {
+                    // stage-time faults, and this machine's cell faults on the last cell
+                    let mut l = ctx.faults.labels_at(stage_t, None);
+                    for id in last.iter().flat_map(|&i| &cells[i].genealogy.fault_labels) {
+                        if ctx.faults.all().iter().any(|f| f.label_id == *id) && !l.contains(id) {
+                            l.push(*id);
+                        }
+                    }
+                    l
+                },
             };
             sink.sample(sample.clone());
             final_sample = Some(sample);

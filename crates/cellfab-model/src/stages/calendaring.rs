@@ -17,6 +17,7 @@
 
 use crate::alarm::{AlarmScope, AlarmTracker, Severity, HYSTERESIS_FRAC};
 use crate::error::{check_non_negative, check_open_min, check_positive, check_range, ParamError};
+use crate::fault::{At, FaultCode};
 use crate::legacy::{put, put_object, put_value, LegacyRecord};
 use crate::reading::{Reading, Sensor};
 use crate::stage::{
@@ -637,6 +638,7 @@ impl Stage for Calendaring {
         let mut energy = 0.0;
         let mut prev_power: Option<(f64, f64)> = None;
 
+        let mut eccentric: Vec<crate::fault::FaultRegion> = Vec::new();
         for t in sample_times(duration, params.sample_interval_s) {
             // Segments whose leading edge reaches the nip by t, each at its own time.
             while next_md < n_md {
@@ -645,7 +647,29 @@ impl Stage for Calendaring {
                 if t_nip > t {
                     break;
                 }
-                nip.line_load_n_m = line_load_n_m(params.line_load_n_m, 0.0, v, t_nip, params.roll_diameter_m, 0.0);
+                // F06 (MODELS.md §13): an eccentric roll makes the line load ripple at π·D
+                let mut eccentricity = 0.0;
+                for f in ctx.faults.of(FaultCode::F06CalRollEccentricity) {
+                    let level = f.spec.level(t_nip);
+                    if level > 0.0 {
+                        eccentricity += level * f.spec.magnitude.amplitude_frac.unwrap_or(0.10);
+                        ctx.faults
+                            .touch(f.label_id, At { stage_time_s: t_nip, position_m: Some(x_md), ..At::default() });
+                        let width = dry.film.coating_width_m;
+                        match eccentric.iter_mut().find(|r| r.label_id == f.label_id) {
+                            Some(r) => r.md_end_m = x_md + seg_len,
+                            None => eccentric.push(crate::fault::FaultRegion {
+                                label_id: f.label_id,
+                                md_start_m: x_md,
+                                md_end_m: x_md + seg_len,
+                                cd_start_m: 0.0,
+                                cd_end_m: width,
+                            }),
+                        }
+                    }
+                }
+                nip.line_load_n_m =
+                    line_load_n_m(params.line_load_n_m, eccentricity, v, t_nip, params.roll_diameter_m, 0.0);
                 let mut seg = SegmentNip::default();
                 let (mut eps_min_seen, mut dev_eps, mut dev_te, mut q_max) = (f64::INFINITY, 0.0f64, 0.0f64, 0.0f64);
                 let (mut no_contact, mut unreachable) = (false, false);
@@ -783,6 +807,8 @@ impl Stage for Calendaring {
             let temp_reading =
                 ROLL_THERMOCOUPLE.measure(params.roll_temperature_degc, ctx.sensor_noise, ctx.sensor_rng);
             let speed_reading = SPEED_ENCODER.measure(v, ctx.sensor_noise, ctx.sensor_rng);
+            let q_reading = ctx.faults.corrupt("line_load_n_m", t, q_reading);
+            let te_reading = ctx.faults.corrupt("electrode_thickness_m", t, te_reading);
             sink.sample(CalendaringSample {
                 t_s: ctx.start_t_s + t,
                 stage_time_s: t,
@@ -800,7 +826,7 @@ impl Stage for Calendaring {
                 calender_speed_m_s: speed_reading,
                 drive_power_w: power,
                 defect_risk: tracker.any_active(Severity::Warning),
-                fault_labels: Vec::new(),
+                fault_labels: ctx.faults.labels_at(t, Some(v * t)),
             });
         }
 
@@ -833,6 +859,7 @@ impl Stage for Calendaring {
             alarms: tracker.events,
         };
         dry.film.segment_flags = flags;
+        dry.film.fault_regions.extend(eccentric);
         let output = CalenderedElectrode {
             dry,
             length_scale,

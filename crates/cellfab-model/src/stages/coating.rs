@@ -21,6 +21,7 @@
 use crate::alarm::{AlarmScope, AlarmTracker, Severity, HYSTERESIS_FRAC};
 use crate::defect::{Defect, DefectKind, DefectSeverity};
 use crate::error::{check_open_min, check_range, ParamError};
+use crate::fault::{At, FaultCode, FaultRegion, FaultSet, FaultSpec};
 use crate::legacy::{put, put_value, LegacyRecord};
 use crate::material::Foil;
 use crate::random::{normal, uniform, Ar1, StreamRng};
@@ -334,6 +335,130 @@ impl Nominal {
             window_margin: if h_min > 0.0 { wet / h_min } else { f64::INFINITY },
         }
     }
+}
+
+/// Flow factor of F04 at stage time `t` (MODELS.md §13): `1 + r·(t − t_on)` inside the fault.
+fn weight_drift_factor(f: &FaultSpec, t_s: f64) -> f64 {
+    let level = f.level(t_s);
+    if level <= 0.0 {
+        return 1.0;
+    }
+    (1.0 + level * f.magnitude.drift_rate_per_s.unwrap_or(-1e-5) * (t_s - f.onset)).max(0.0)
+}
+
+/// What the flow meter misses at `t_s`: the F04 factor of silent faults (the meter drifts
+/// with the pump), 1 otherwise.
+fn silent_flow_factor(faults: &FaultSet, t_s: f64) -> f64 {
+    faults
+        .of(FaultCode::F04CoatWeightDrift)
+        .filter(|f| !f.spec.sensor_visible)
+        .map(|f| weight_drift_factor(&f.spec, t_s))
+        .product()
+}
+
+/// Applies the coating faults of §13 to the built web and returns the regions they touched:
+/// F04 scales the whole width of every segment coated during the drift (flow and loading
+/// follow the pump); F03 takes `(1 − f)` of the loading out of the clogged band and, with
+/// constant pump flow, puts it on the rest of the width, and leaves a `Streak` defect.
+fn apply_faults(web: &mut Web, p: &CoatingParams, faults: &FaultSet) -> Vec<FaultRegion> {
+    let mut regions = Vec::new();
+    if faults.is_empty() {
+        return regions;
+    }
+    let (v, seg, w) = (p.coating_speed_m_s, p.segment_length_m, p.coating_width_m);
+    let n_md = web.segment_flags.len();
+    let n_cd = web.areal_mass_kg_m2.n_cd;
+    let dy = w / n_cd as f64;
+    let scale_row = |web: &mut Web, k: usize, factors: &[f64]| {
+        for grid in [&mut web.areal_mass_kg_m2, &mut web.wet_thickness_m, &mut web.solvent_mass_kg_m2] {
+            for (x, f) in grid.row_mut(k).iter_mut().zip(factors) {
+                *x *= f;
+            }
+        }
+    };
+    for f in faults.of(FaultCode::F04CoatWeightDrift) {
+        let mut touched: Option<(f64, f64)> = None;
+        for k in 0..n_md {
+            let t = (k as f64 + 0.5) * seg / v;
+            let factor = weight_drift_factor(&f.spec, t);
+            if f.spec.contains(t) {
+                scale_row(web, k, &vec![factor; n_cd]);
+                let x0 = k as f64 * seg;
+                touched = Some(touched.map_or((x0, x0 + seg), |(a, _)| (a, x0 + seg)));
+            }
+        }
+        if let Some((a, b)) = touched {
+            regions.push(FaultRegion {
+                label_id: f.label_id,
+                md_start_m: a,
+                md_end_m: b,
+                cd_start_m: 0.0,
+                cd_end_m: w,
+            });
+        }
+    }
+    for f in faults.of(FaultCode::F03CoatNozzleClog) {
+        let m = &f.spec.magnitude;
+        let centre = m.cd_position_m.unwrap_or(0.25).min(w);
+        let width = m.width_m.unwrap_or(0.003);
+        let loading = m.loading_factor.unwrap_or(0.0);
+        let (y0, y1) = ((centre - width / 2.0).max(0.0), (centre + width / 2.0).min(w));
+        // share of each CD cell covered by the band
+        let cover: Vec<f64> = (0..n_cd)
+            .map(|j| {
+                let (a, b) = (j as f64 * dy, (j + 1) as f64 * dy);
+                ((b.min(y1) - a.max(y0)).max(0.0)) / dy
+            })
+            .collect();
+        let mut touched: Option<(f64, f64)> = None;
+        for k in 0..n_md {
+            let x0 = k as f64 * seg;
+            let xm = x0 + seg / 2.0;
+            if !f.spec.contains(xm) {
+                continue;
+            }
+            let row = web.areal_mass_kg_m2.row(k);
+            let before: f64 = row.iter().sum();
+            let band: Vec<f64> = cover.iter().map(|c| 1.0 - c * (1.0 - loading)).collect();
+            let after_band: f64 = row.iter().zip(&band).map(|(x, b)| x * b).sum();
+            // constant pump flow: what the band lost goes onto the uncovered width
+            let free: f64 = row.iter().zip(&cover).map(|(x, c)| x * (1.0 - c)).sum();
+            let boost = if free > 0.0 { 1.0 + (before - after_band) / free } else { 1.0 };
+            let factors: Vec<f64> =
+                band.iter().zip(&cover).map(|(b, c)| b * (1.0 + (boost - 1.0) * (1.0 - c))).collect();
+            scale_row(web, k, &factors);
+            web.defects.push(Defect {
+                id: web.defects.len() as u32 + 1,
+                kind: DefectKind::Streak,
+                origin_stage: StageKind::Coating.name().into(),
+                md_position_m: x0,
+                cd_position_m: centre,
+                length_m: seg,
+                width_m: y1 - y0,
+                size_m: y1 - y0,
+                severity: DefectSeverity::Major,
+                detected: false,
+                false_call: false,
+                fault_label: Some(f.label_id),
+            });
+            web.defects_per_segment[k] += 1;
+            faults.touch(
+                f.label_id,
+                At { stage_time_s: x0 / v, position_m: Some(x0), cd_position_m: Some(centre), ..At::default() },
+            );
+            touched = Some(touched.map_or((x0, x0 + seg), |(a, _)| (a, x0 + seg)));
+        }
+        if let Some((a, b)) = touched {
+            regions.push(FaultRegion {
+                label_id: f.label_id,
+                md_start_m: a,
+                md_end_m: b,
+                cd_start_m: y0,
+                cd_end_m: y1,
+            });
+        }
+    }
+    regions
 }
 
 /// The coated web as built by [`build_web`].
@@ -656,7 +781,8 @@ impl Stage for Coating {
     ) -> StageRun<WetFilm, CoatingResult> {
         let p = params;
         let nominal = Nominal::new(p, &slurry);
-        let web = build_web(p, &slurry, &nominal, ctx.process_variability, ctx.process_rng);
+        let mut web = build_web(p, &slurry, &nominal, ctx.process_variability, ctx.process_rng);
+        let fault_regions = apply_faults(&mut web, p, ctx.faults);
         let n_md = web.segment_flags.len();
         let (v, seg, w) = (p.coating_speed_m_s, p.segment_length_m, p.coating_width_m);
         let duration_s = nominal.duration_s;
@@ -730,10 +856,14 @@ impl Stage for Coating {
                 p.flow_rate_m3_s
             };
             let wet_centre = web.wet_thickness_m.band_mean(current, gauge.0, gauge.1);
+            let flow = flow / silent_flow_factor(ctx.faults, ts);
             let (noise, rng) = (ctx.sensor_noise, &mut *ctx.sensor_rng);
             let line_speed = SPEED_SENSOR.measure(v, noise, rng);
             let flow = FLOW_SENSOR.measure(flow, noise, rng);
+            let flow = ctx.faults.corrupt("flow_rate_m3_s", ts, flow);
+            let line_speed = ctx.faults.corrupt("line_speed_m_s", ts, line_speed);
             let wet_centre = WET_THICKNESS_SENSOR.measure(wet_centre, noise, rng);
+            let wet_centre = ctx.faults.corrupt("wet_thickness_m", ts, wet_centre);
             sink.sample(CoatingSample {
                 t_s: ctx.start_t_s + ts,
                 stage_time_s: ts,
@@ -757,7 +887,7 @@ impl Stage for Coating {
                 slurry_remaining_m3: (slurry.usable_volume_m3 - p.sides as f64 * p.flow_rate_m3_s * ts).max(0.0),
                 defects_in_segment: web.defects_per_segment[current],
                 defect_risk: tracker.any_active(Severity::Warning),
-                fault_labels: Vec::new(),
+                fault_labels: ctx.faults.labels_at(ts, Some(x)),
             });
         }
 
@@ -807,6 +937,7 @@ impl Stage for Coating {
             nominal_areal_mass_kg_m2: nominal.areal_mass_kg_m2,
             nominal_wet_thickness_m: nominal.wet_thickness_m,
             nominal_dry_thickness_m: nominal.dry_thickness_m,
+            fault_regions,
         };
         StageRun { output: film, result, duration_s }
     }
@@ -923,6 +1054,10 @@ pub struct WetFilm {
     pub nominal_wet_thickness_m: f64,
     /// Expected dry-film thickness per side before calendering [m].
     pub nominal_dry_thickness_m: f64,
+    /// Web regions touched by faults (coating coordinates), from coating on; every cell
+    /// cut from a region carries its label (MODELS.md §0.8, §13).
+    #[serde(default)]
+    pub fault_regions: Vec<crate::fault::FaultRegion>,
 }
 
 #[cfg(test)]

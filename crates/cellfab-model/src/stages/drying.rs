@@ -28,6 +28,7 @@
 use crate::alarm::{AlarmScope, AlarmTracker, Severity, HYSTERESIS_FRAC};
 use crate::consts::{kelvin, AIR_HEAT_CAPACITY_J_KG_K, AIR_MOLAR_MASS_KG_MOL, ATMOSPHERE_PA, GAS_CONSTANT_J_MOL_K};
 use crate::error::{check_open_min, check_range, ParamError};
+use crate::fault::{At, FaultCode, FaultSpec};
 use crate::legacy::{put, put_object, put_value, LegacyRecord};
 use crate::material::Solvent;
 use crate::reading::{Reading, Sensor};
@@ -1040,12 +1041,42 @@ impl Stage for Drying {
         // constant within a run (fault excursions act through them).
         let mut air = set_points.clone();
         let mut air_time = 0.0;
+        // F05 (MODELS.md §13): a zone's air set point moves by delta_k while the fault is
+        // active; the air follows with the zone lag.
+        let excursions: Vec<(usize, f64, &FaultSpec, u32)> = ctx
+            .faults
+            .of(FaultCode::F05DryZoneTempExcursion)
+            .map(|f| {
+                let m = &f.spec.magnitude;
+                let zone = (m.zone.unwrap_or(2).max(1) as usize - 1).min(set_points.len() - 1);
+                (zone, m.delta_k.unwrap_or(-50.0), &f.spec, f.label_id)
+            })
+            .collect();
+        let target_at = |t: f64| -> Vec<f64> {
+            let mut sp = set_points.clone();
+            for (zone, delta, f, _) in &excursions {
+                sp[*zone] += f.level(t) * delta;
+            }
+            sp
+        };
         let advance_air = |air: &mut Vec<f64>, from: f64, to: f64| {
             let k = (-(to - from).max(0.0) / ZONE_LAG_S).exp();
-            for (a, sp) in air.iter_mut().zip(&set_points) {
+            let target = target_at(to);
+            for (a, sp) in air.iter_mut().zip(&target) {
                 *a = sp + (*a - sp) * k;
             }
         };
+        // A segment is touched when its time in the dryer overlaps the excursion and the
+        // air's settling after it (three lags).
+        let excursion_hits = |x_md: f64| -> Vec<u32> {
+            let (t_in, t_out) = (x_md / v, (x_md + dryer_length) / v);
+            excursions
+                .iter()
+                .filter(|(_, _, f, _)| t_in < f.end() + 3.0 * ZONE_LAG_S && f.onset < t_out)
+                .map(|e| e.3)
+                .collect()
+        };
+        let mut regions: Vec<crate::fault::FaultRegion> = Vec::new();
 
         let mut dryer = Dryer {
             params,
@@ -1101,6 +1132,19 @@ impl Stage for Drying {
                     }
                     if c.binder_migration_index > worst_bmi.0 {
                         worst_bmi = (c.binder_migration_index, x_md, y);
+                    }
+                }
+                for label_id in excursion_hits(x_md) {
+                    ctx.faults.touch(label_id, At { stage_time_s: t_exit, position_m: Some(x_md), ..At::default() });
+                    match regions.iter_mut().find(|r| r.label_id == label_id) {
+                        Some(r) => r.md_end_m = x_md + seg_len,
+                        None => regions.push(crate::fault::FaultRegion {
+                            label_id,
+                            md_start_m: x_md,
+                            md_end_m: x_md + seg_len,
+                            cd_start_m: 0.0,
+                            cd_end_m: film.coating_width_m,
+                        }),
                     }
                 }
                 if wet {
@@ -1214,10 +1258,25 @@ impl Stage for Drying {
                 * v
                 * (seg.solvent_at(s_lo, dryer_length) - seg.solvent_at(s_hi, dryer_length)).max(0.0);
 
-            let zone_readings: Vec<Reading> =
-                air.iter().map(|&a| ZONE_THERMOCOUPLE.measure(a, ctx.sensor_noise, ctx.sensor_rng)).collect();
+            // a silent excursion: the thermocouple of the zone keeps reading its set point
+            let mut shown = air.clone();
+            for (zone, _, f, _) in &excursions {
+                if !f.sensor_visible {
+                    shown[*zone] = set_points[*zone];
+                }
+            }
+            let zone_readings: Vec<Reading> = shown
+                .iter()
+                .zip(&air)
+                .map(|(&m, &a)| Reading {
+                    true_value: a,
+                    ..ZONE_THERMOCOUPLE.measure(m, ctx.sensor_noise, ctx.sensor_rng)
+                })
+                .collect();
             let residual_reading = NIR_GAUGE.measure(seg.residual_solvent_frac(), ctx.sensor_noise, ctx.sensor_rng);
             let exit_reading = EXIT_PYROMETER.measure(seg.exit_temperature_degc, ctx.sensor_noise, ctx.sensor_rng);
+            let residual_reading = ctx.faults.corrupt("residual_solvent_frac", t, residual_reading);
+            let exit_reading = ctx.faults.corrupt("web_temperature_exit_degc", t, exit_reading);
             sink.sample(DryingSample {
                 t_s: ctx.start_t_s + t,
                 stage_time_s: t,
@@ -1238,7 +1297,7 @@ impl Stage for Drying {
                 binder_migration_index: seg.bmi_max,
                 heater_power_w: power,
                 defect_risk: tracker.any_active(Severity::Warning),
-                fault_labels: Vec::new(),
+                fault_labels: ctx.faults.labels_at(t, (x_exit >= 0.0).then_some(x_exit)),
             });
         }
 
@@ -1289,6 +1348,7 @@ impl Stage for Drying {
             accepted: !tracker.any_raised(Severity::Alarm),
             alarms: tracker.events,
         };
+        film.fault_regions.extend(regions);
         let output = DryElectrode {
             film,
             residual_solvent_frac: residual,

@@ -22,6 +22,7 @@ use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Severity};
 use crate::cell::{AssembledCell, FilledCell, Genealogy};
 use crate::consts::arrhenius;
 use crate::error::{check_non_negative, check_open_min, check_positive, check_range, ParamError};
+use crate::fault::{At, FaultCode};
 use crate::legacy::{put, put_object, put_value, LegacyRecord};
 use crate::material::{Electrolyte, Separator};
 use crate::random::{normal, stream, Purpose};
@@ -578,8 +579,10 @@ impl ResultRecord for FillingResult {
 pub struct Filling;
 
 /// One filled cell: what the samples and alarms need.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Fill {
+    /// Fault labels of the fill (F10).
+    labels: Vec<u32>,
     /// Index in the lot.
     cell: usize,
     /// Stage time at which it left its station [s].
@@ -650,18 +653,62 @@ fn dose_cells(params: &FillingParams, input: &[AssembledCell], env: &WettingEnv,
         } else {
             0.0
         };
-        let volume_true = (target * (1.0 + params.dosing_sigma_frac * xi)).max(0.0);
+        let volume_ok = (target * (1.0 + params.dosing_sigma_frac * xi)).max(0.0);
+        let done_s = (fills.len() / stations + 1) as f64 * params.station_cycle_s;
+        // F10 (MODELS.md §13): short dosing or a leaking vacuum on the cells of the fault
+        let (mut volume_true, mut shown_volume, mut leak, mut labels) = (volume_ok, volume_ok, None, Vec::new());
+        for f in ctx.faults.of(FaultCode::F10FillUnderfill) {
+            if !f.spec.contains(i as f64) {
+                continue;
+            }
+            let m = &f.spec.magnitude;
+            if m.mode.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("vacuum_leak")) {
+                leak = Some(m.vacuum_pressure_pa.unwrap_or(2e4));
+            } else {
+                volume_true *= m.fill_factor.unwrap_or(0.85);
+                if f.spec.sensor_visible {
+                    shown_volume = volume_true;
+                }
+            }
+            labels.push(f.label_id);
+            ctx.faults.touch(
+                f.label_id,
+                At {
+                    stage_time_s: done_s,
+                    lane: Some(cell.genealogy.lane),
+                    cell_id: Some(&cell.genealogy.cell_id),
+                    ..At::default()
+                },
+            );
+        }
         let mass = if ctx.sensor_noise {
             let mut rng = stream(ctx.stream_seed, &[Purpose::Sensor as u64, i as u64]);
-            CHECK_WEIGHER.measure(rho * volume_true, true, &mut rng)
+            let r = CHECK_WEIGHER.measure(rho * shown_volume, true, &mut rng);
+            Reading { true_value: rho * volume_true, measured: r.measured }
         } else {
-            Reading::exact(rho * volume_true)
+            Reading { true_value: rho * volume_true, measured: Some(rho * shown_volume) }
         };
         let volume = Reading { true_value: volume_true, measured: mass.measured.map(|m| m / rho) };
+        let leaky_env;
+        let env = match leak {
+            Some(p_vac) => {
+                leaky_env = WettingEnv {
+                    venting_pressure_pa: (params.ambient_pressure_pa - p_vac).max(0.0),
+                    gas_saturation: gas_saturation_limit(
+                        p_vac.min(params.ambient_pressure_pa),
+                        params.ambient_pressure_pa,
+                    ),
+                    ..*env
+                };
+                &leaky_env
+            }
+            None => env,
+        };
         let wetting = CellWetting::new(cell, volume_true, params.dead_volume_m3, env);
         fills.push(Fill {
+            labels,
             cell: i,
-            done_s: (fills.len() / stations + 1) as f64 * params.station_cycle_s,
+            done_s,
             target_m3: target,
             volume,
             mass,
@@ -725,6 +772,9 @@ fn hand_off(mut cell: AssembledCell, fill: Option<&Fill>, params: &FillingParams
     };
     let volume = fill.volume.true_value;
     let electrolyte_kg = ELECTROLYTE.density_kg_m3 * volume;
+    cell.genealogy.fault_labels.extend(&fill.labels);
+    cell.genealogy.fault_labels.sort_unstable();
+    cell.genealogy.fault_labels.dedup();
     match fill.verdict {
         FillVerdict::Underfill => cell.reject_reason = Some("FILL_UNDERFILL".into()),
         FillVerdict::Overfill => cell.reject_reason = Some("FILL_OVERFILL".into()),
@@ -820,6 +870,7 @@ impl Stage for Filling {
                 next_pending += 1;
             }
             let vacuum = VACUUM_SENSOR.measure(params.vacuum_pressure_pa, ctx.sensor_noise, ctx.sensor_rng);
+            let vacuum = ctx.faults.corrupt("vacuum_pressure_pa", stage_t, vacuum);
             tracker.high(
                 stage_t,
                 "FILL_VACUUM_POOR",
@@ -878,7 +929,11 @@ impl Stage for Filling {
                 electrolyte_density_kg_m3: rho,
                 defect_risk: tracker.any_active(Severity::Warning)
                     || last.is_some_and(|f| f.verdict != FillVerdict::Pass),
-                fault_labels: Vec::new(),
+                fault_labels: {
+                    let mut l = ctx.faults.labels_at(stage_t, None);
+                    l.extend(last.iter().flat_map(|f| f.labels.iter().copied()));
+                    l
+                },
             };
             sink.sample(sample.clone());
             last_sample = Some(sample);

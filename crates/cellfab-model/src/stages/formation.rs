@@ -35,6 +35,7 @@ use crate::cell::{FilledCell, Genealogy};
 use crate::consts::SECONDS_PER_HOUR;
 use crate::electrochem::{electrode_potentials_v, CellConstants, CellOutputs, CellState, ThermalFactors};
 use crate::error::{check_non_negative, check_open_min, check_positive, check_range, ParamError};
+use crate::fault::{At, FaultCode};
 use crate::legacy::{put, put_object, LegacyRecord};
 use crate::random::{stream, Purpose, StreamRng};
 use crate::reading::{Reading, Sensor};
@@ -559,11 +560,29 @@ struct Channel<'a> {
     voltage_sensor: Sensor,
     current_sensor: Sensor,
     noise: bool,
+    fault: ChannelFault,
+}
+
+/// A faulty formation channel (F11, MODELS.md §13): the true current is the set current ×
+/// (1 + gain), and the voltage sense sees `V + I·R_s`. Zero for a healthy channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ChannelFault {
+    /// Current gain error g.
+    pub gain_error_frac: f64,
+    /// Series sense resistance R_s [Ω].
+    pub sense_resistance_ohm: f64,
 }
 
 impl<'a> Channel<'a> {
     /// Connects a fresh cell: pristine state, one voltage and one current reading.
-    fn new(p: &'a FormationParams, cell: &FilledCell, tf: ThermalFactors, noise: bool, rng: &mut StreamRng) -> Self {
+    fn new(
+        p: &'a FormationParams,
+        cell: &FilledCell,
+        tf: ThermalFactors,
+        noise: bool,
+        fault: ChannelFault,
+        rng: &mut StreamRng,
+    ) -> Self {
         let c = CellConstants::from_filled(cell);
         let state = CellState::pristine(&c);
         let ocv_v = state.ocv_v();
@@ -596,6 +615,7 @@ impl<'a> Channel<'a> {
             voltage_sensor,
             current_sensor,
             noise,
+            fault,
         }
     }
 
@@ -604,7 +624,13 @@ impl<'a> Channel<'a> {
     /// V and I (in that order), and integrates charge and energy (measured: from the
     /// readings at the end of the (sub-)step).
     #[inline]
-    fn advance(&mut self, current_a: f64, dt_s: f64, rng: &mut StreamRng) {
+    fn advance(&mut self, set_current_a: f64, dt_s: f64, rng: &mut StreamRng) {
+        // a channel with a gain error drives more (or less) than it reports
+        let current_a = if self.fault.gain_error_frac != 0.0 {
+            set_current_a * (1.0 + self.fault.gain_error_frac)
+        } else {
+            set_current_a
+        };
         self.state.step(&self.c, &self.tf, current_a, self.anode_potential_v, self.ocv_v, dt_s);
         let (cathode_v, anode_v) = electrode_potentials_v(self.state.y, self.state.x);
         self.anode_potential_v = anode_v;
@@ -612,7 +638,13 @@ impl<'a> Channel<'a> {
         self.r0_ohm = self.c.r0_ohm(&self.state, &self.tf);
         let v = self.state.terminal_voltage_v(self.ocv_v, current_a, self.r0_ohm);
         self.voltage = self.voltage_sensor.measure(v, self.noise, rng);
-        self.current = self.current_sensor.measure(current_a, self.noise, rng);
+        self.current = self.current_sensor.measure(set_current_a, self.noise, rng);
+        if self.fault != ChannelFault::default() {
+            // the channel reports the set current and senses V + I·R_s
+            self.current.true_value = current_a;
+            let sensed = current_a * self.fault.sense_resistance_ohm;
+            self.voltage.measured = self.voltage.measured.map(|m| m + sensed);
+        }
         let h = dt_s / SECONDS_PER_HOUR;
         let (vm, im) = (self.voltage.value(), self.current.value());
         self.throughput_ah += im * h;
@@ -682,11 +714,11 @@ fn form_cell(
     cell: &FilledCell,
     tf: ThermalFactors,
     clock: SampleClock,
-    noise: bool,
+    (noise, fault): (bool, ChannelFault),
     rng: &mut StreamRng,
     mut record: impl FnMut(usize, &ChannelPoint),
 ) -> CellFormation {
-    let mut ch = Channel::new(p, cell, tf, noise, rng);
+    let mut ch = Channel::new(p, cell, tf, noise, fault, rng);
     let i_ref = match p.c_rate_reference {
         CRateReference::DesignCapacity => cell.assembled.design_capacity_ah,
         CRateReference::Fixed { capacity_ah } => capacity_ah,
@@ -1214,6 +1246,7 @@ struct WaveChunk<'a> {
     stream_seed: u64,
     noise: bool,
     wave: u32,
+    faults: &'a crate::fault::FaultSet,
 }
 
 impl WaveChunk<'_> {
@@ -1242,8 +1275,9 @@ impl WaveChunk<'_> {
                 None
             };
             let mut rng = stream(self.stream_seed, &[Purpose::Sensor as u64, idx as u64]);
+            let (fault, labels) = channel_fault(self.faults, slot, idx);
             let (live, traces) = (&mut done.live, &mut done.traces);
-            let out = form_cell(self.p, &filled, self.tf, self.clock, self.noise, &mut rng, |j, pt| {
+            let out = form_cell(self.p, &filled, self.tf, self.clock, (self.noise, fault), &mut rng, |j, pt| {
                 live.add(j, pt);
                 if let Some(ts) = trace_slot {
                     traces[ts].points.push(*pt);
@@ -1255,12 +1289,43 @@ impl WaveChunk<'_> {
             }
             done.duration_s = done.duration_s.max(out.duration_s);
             let end = self.clock.wave_start_s + out.duration_s;
-            let (cell, alarms) = finish_cell(self.p, filled, out, slot, self.wave, end);
+            let (mut cell, alarms) = finish_cell(self.p, filled, out, slot, self.wave, end);
+            for &label_id in &labels {
+                let g = &mut cell.filled.assembled.genealogy;
+                self.faults.touch(
+                    label_id,
+                    At { stage_time_s: end, lane: Some(g.lane), cell_id: Some(&g.cell_id), ..At::default() },
+                );
+                g.fault_labels.push(label_id);
+                g.fault_labels.sort_unstable();
+                g.fault_labels.dedup();
+            }
             done.pending.extend(alarms);
             done.cells.push((idx, cell));
         }
         done
     }
+}
+
+/// The F11 faults on channel `slot` for the cell of lot index `idx`: the faulty channels are
+/// every ⌈1/channels_frac⌉-th channel (0, k, 2k, …) while the cell index is inside the fault.
+fn channel_fault(faults: &crate::fault::FaultSet, slot: u32, idx: usize) -> (ChannelFault, Vec<u32>) {
+    let mut fault = ChannelFault::default();
+    let mut labels = Vec::new();
+    for f in faults.of(FaultCode::F11FormChannelFault) {
+        let m = &f.spec.magnitude;
+        let stride = (1.0 / m.channels_frac.unwrap_or(0.01)).round().max(1.0) as u32;
+        if !f.spec.contains(idx as f64) || !slot.is_multiple_of(stride) {
+            continue;
+        }
+        if m.mode.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("sense_resistance")) {
+            fault.sense_resistance_ohm += m.sense_resistance_ohm.unwrap_or(0.05);
+        } else {
+            fault.gain_error_frac += m.gain_error_frac.unwrap_or(0.02);
+        }
+        labels.push(f.label_id);
+    }
+    (fault, labels)
 }
 
 /// Indices of the cells to trace (MODELS.md §0.2): the first eligible cell of lanes 0, 2,
@@ -1450,6 +1515,7 @@ impl Stage for Formation {
         let n_steps = p.protocol.len();
         let dt_sample = p.sample_interval_s;
         let rack_sensor = Sensor::absolute(RACK_TEMPERATURE_SIGMA_DEGC);
+        let faults = ctx.faults;
 
         let formable: Vec<usize> = (0..input.len()).filter(|&i| input[i].assembled.reject_reason.is_none()).collect();
         let n_formable = formable.len();
@@ -1515,7 +1581,7 @@ impl Stage for Formation {
             ctx.parallel.for_each(jobs.len(), &|k| {
                 let mut job = jobs[k].lock().unwrap_or_else(|e| e.into_inner());
                 if let ChunkJob::Todo(cells) = std::mem::replace(&mut *job, ChunkJob::Taken) {
-                    let chunk = WaveChunk { p, tf, clock, traced: &traced, stream_seed, noise, wave: w as u32 };
+                    let chunk = WaveChunk { p, tf, clock, traced: &traced, stream_seed, noise, wave: w as u32, faults };
                     *job = ChunkJob::Done(Box::new(chunk.form(cells)));
                 }
             });
@@ -1587,7 +1653,16 @@ impl Stage for Formation {
                     wetting_mean_frac,
                     electrolyte_volume_mean_m3,
                     defect_risk: raised_since_sample,
-                    fault_labels: Vec::new(),
+                    fault_labels: {
+                        let mut l = faults.labels_at(stage_time_s, None);
+                        l.extend(
+                            faults
+                                .of(FaultCode::F11FormChannelFault)
+                                .map(|f| f.label_id)
+                                .filter(|&id| faults.touched(id)),
+                        );
+                        l
+                    },
                 };
                 raised_since_sample = false;
                 last = sample.clone();

@@ -848,7 +848,7 @@ impl Stage for Inspection {
                     nominal_electrode_thickness_m: t_nom,
                     burr_max_m: p.burr_max_m,
                     defect_risk: alarms.any_active(Severity::Warning),
-                    fault_labels: Vec::new(),
+                    fault_labels: ctx.faults.labels_at(t, Some((v * t).min(web_length) / length_scale)),
                 });
             }
         }

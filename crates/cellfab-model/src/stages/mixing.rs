@@ -15,6 +15,7 @@
 use crate::alarm::{AlarmScope, AlarmTracker, Severity};
 use crate::consts::{kelvin, GAS_CONSTANT_J_MOL_K, REFERENCE_TEMPERATURE_K};
 use crate::error::{check_non_negative, check_open_min, check_range, ParamError};
+use crate::fault::{At, FaultCode, FaultSet};
 use crate::legacy::{put, put_object, LegacyRecord};
 use crate::reading::{Reading, Sensor};
 use crate::recipe::Recipe;
@@ -561,19 +562,65 @@ struct Dissolver<'a> {
     heat_capacity_j_kg_k: [f64; 4],
     target_kg: [f64; 4],
     solvent_viscosity_pa_s: f64,
+    faults: &'a FaultSet,
+    /// Per component: the F02 dose factor and whether its load cell sees it.
+    dose: [(f64, bool); 4],
 }
 
 impl<'a> Dissolver<'a> {
-    fn new(params: &'a MixingParams, recipe: &'a Recipe) -> Self {
+    /// The dissolver with the mixing faults of §13: F02 scales the dosed mass of one
+    /// component when its addition phase overlaps the fault; F01 scales the shaft power or
+    /// the dispersion energy while active.
+    fn with_faults(params: &'a MixingParams, recipe: &'a Recipe, faults: &'a FaultSet) -> Self {
         let solvent_viscosity_pa_s = recipe.solvent.solvent().map_or(1e-3, |s| s.viscosity_pa_s);
+        let mut target_kg = params.target_masses_kg(recipe);
+        let mut dose = [(1.0, true); 4];
+        for f in faults.of(FaultCode::F02MixDosingError) {
+            let m = &f.spec.magnitude;
+            let i = match m.component.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                Some("ca") => CA,
+                Some("binder") => BINDER,
+                Some("solvent") => SOLVENT,
+                _ => AM,
+            };
+            let phase = schedule(params).into_iter().find(|s| s.phase.adds() == Some(i));
+            if let Some(span) = phase {
+                if f.spec.onset < span.end_s && f.spec.end() > span.start_s {
+                    let factor = m.dose_factor.unwrap_or(0.97);
+                    target_kg[i] *= factor;
+                    dose[i] = (dose[i].0 * factor, dose[i].1 && f.spec.sensor_visible);
+                    faults.touch(f.label_id, At { stage_time_s: span.start_s.max(f.spec.onset), ..At::default() });
+                }
+            }
+        }
         Self {
             params,
             recipe,
             density_kg_m3: densities_kg_m3(recipe),
             heat_capacity_j_kg_k: heat_capacities_j_kg_k(recipe),
-            target_kg: params.target_masses_kg(recipe),
+            target_kg,
             solvent_viscosity_pa_s,
+            faults,
+            dose,
         }
+    }
+
+    /// F01 factors at stage time `t_s`: (shaft power, dispersion energy).
+    fn dispersion_factors(&self, t_s: f64) -> (f64, f64) {
+        let (mut power, mut energy) = (1.0, 1.0);
+        for f in self.faults.of(FaultCode::F01MixUnderDispersion) {
+            let level = f.spec.level(t_s);
+            if level > 0.0 {
+                let m = &f.spec.magnitude;
+                if let Some(e) = m.dispersion_energy_factor {
+                    energy *= 1.0 + level * (e - 1.0);
+                }
+                if m.power_factor.is_some() || m.dispersion_energy_factor.is_none() {
+                    power *= 1.0 - level * (1.0 - m.power_factor.unwrap_or(0.3));
+                }
+            }
+        }
+        (power, energy)
     }
 
     fn initial_state(&self) -> TankState {
@@ -676,11 +723,12 @@ impl<'a> Dissolver<'a> {
         }
         // 3.–5. rheology at the current temperature, 6.–7. power
         let props = self.props(s, s.temperature_degc);
-        let power_w = self.power_w(s, &props, n);
+        let (power_factor, energy_factor) = self.dispersion_factors(t_end_s);
+        let power_w = self.power_w(s, &props, n) * power_factor;
         // 8. dispersion of carbon black by specific energy
         if s.mass_kg[CA] > 0.0 && props.total_volume_m3 > 0.0 {
             s.specific_energy_j_m3 += power_w * dt_s / props.total_volume_m3;
-            s.agglomerate_frac = (-s.specific_energy_j_m3 / r.dispersion_energy_j_m3).exp();
+            s.agglomerate_frac = (-s.specific_energy_j_m3 / (r.dispersion_energy_j_m3 * energy_factor)).exp();
         }
         // 9. energy balance with the jacket
         let heat_capacity_j_k: f64 = s.mass_kg.iter().zip(self.heat_capacity_j_kg_k).map(|(m, c)| m * c).sum();
@@ -719,16 +767,35 @@ impl<'a> Dissolver<'a> {
             r.percolation_frac,
             r.max_packing_frac,
         );
-        let power = self.power_w(s, &props, span.speed_rev_s);
+        let power = self.power_w(s, &props, span.speed_rev_s) * self.dispersion_factors(stage_time_s).0;
         let solids_kg = s.mass_kg[AM] + s.mass_kg[CA] + s.mass_kg[BINDER];
         let solids_m3 = props.volume_m3[AM] + props.volume_m3[CA] + props.volume_m3[BINDER];
         let (noise, rng) = (ctx.sensor_noise, &mut *ctx.sensor_rng);
-        let [am_mass, ca_mass, binder_mass, solvent_mass] = s.mass_kg.map(|m| MASS_SENSOR.measure(m, noise, rng));
+        let mut masses = s.mass_kg;
+        for (m, (factor, visible)) in masses.iter_mut().zip(self.dose) {
+            // a silent dosing error: the load cell reports the recipe amount
+            if !visible && factor > 0.0 {
+                *m /= factor;
+            }
+        }
+        let [am_mass, ca_mass, binder_mass, solvent_mass] = masses.map(|m| MASS_SENSOR.measure(m, noise, rng));
         let apparent_density = DENSITY_SENSOR.measure(props.density_kg_m3 * (1.0 - s.air_frac), noise, rng);
         let viscosity = VISCOSITY_SENSOR.measure(viscosity, noise, rng);
         let yield_stress = YIELD_STRESS_SENSOR.measure(yield_stress, noise, rng);
         let temperature = TEMPERATURE_SENSOR.measure(s.temperature_degc, noise, rng);
         let power = POWER_SENSOR.measure(power, noise, rng);
+        let faults = ctx.faults;
+        let [am_mass, ca_mass, binder_mass, solvent_mass] = [
+            faults.corrupt("am_mass_kg", stage_time_s, am_mass),
+            faults.corrupt("ca_mass_kg", stage_time_s, ca_mass),
+            faults.corrupt("binder_mass_kg", stage_time_s, binder_mass),
+            faults.corrupt("solvent_mass_kg", stage_time_s, solvent_mass),
+        ];
+        let apparent_density = faults.corrupt("apparent_density_kg_m3", stage_time_s, apparent_density);
+        let viscosity = faults.corrupt("viscosity_pa_s", stage_time_s, viscosity);
+        let yield_stress = faults.corrupt("yield_stress_pa", stage_time_s, yield_stress);
+        let temperature = faults.corrupt("temperature_degc", stage_time_s, temperature);
+        let power = faults.corrupt("shaft_power_w", stage_time_s, power);
         MixingSample {
             t_s: ctx.start_t_s + stage_time_s,
             stage_time_s,
@@ -755,7 +822,7 @@ impl<'a> Dissolver<'a> {
             binder_dissolved_frac: s.dissolved_frac,
             air_volume_frac: s.air_frac,
             defect_risk,
-            fault_labels: Vec::new(),
+            fault_labels: faults.labels_at(stage_time_s, None),
             legacy_solvent_key: r.solvent.legacy_solvent_key(),
         }
     }
@@ -998,7 +1065,7 @@ impl Stage for Mixing {
         ctx: &mut StageCtx<'_>,
         sink: &mut dyn StageSink<MixingSample>,
     ) -> StageRun<Slurry, MixingResult> {
-        let tank = Dissolver::new(params, &recipe);
+        let tank = Dissolver::with_faults(params, &recipe, ctx.faults);
         let spans = schedule(params);
         let duration_s = params.duration_s();
         let dt = params.integration_step_s;
@@ -1192,7 +1259,13 @@ fn finish(
     );
     let solids_kg = s.mass_kg[AM] + s.mass_kg[CA] + s.mass_kg[BINDER];
     let solids_m3 = end.volume_m3[AM] + end.volume_m3[CA] + end.volume_m3[BINDER];
-    let solid_density_kg_m3 = r.solid_density_kg_m3(p.am_mass_frac_dry, p.ca_mass_frac_dry, p.binder_mass_frac_dry);
+    // a dosing error (F02) changes the dry composition the slurry carries downstream
+    let (am_frac, ca_frac, binder_frac) = if tank.dose.iter().any(|d| d.0 != 1.0) && solids_kg > 0.0 {
+        (s.mass_kg[AM] / solids_kg, s.mass_kg[CA] / solids_kg, s.mass_kg[BINDER] / solids_kg)
+    } else {
+        (p.am_mass_frac_dry, p.ca_mass_frac_dry, p.binder_mass_frac_dry)
+    };
+    let solid_density_kg_m3 = r.solid_density_kg_m3(am_frac, ca_frac, binder_frac);
     let solids_mass_frac = ratio(solids_kg, end.total_mass_kg);
     let solids_volume_frac = ratio(solids_m3, end.total_volume_m3);
     let not_flowable = end.effective_particle_frac / r.max_packing_frac >= NOT_FLOWABLE_PACKING_RATIO;
@@ -1200,9 +1273,9 @@ fn finish(
         batch_id: ctx.batch_id,
         line: ctx.line,
         recipe: r.clone(),
-        am_mass_frac_dry: p.am_mass_frac_dry,
-        ca_mass_frac_dry: p.ca_mass_frac_dry,
-        binder_mass_frac_dry: p.binder_mass_frac_dry,
+        am_mass_frac_dry: am_frac,
+        ca_mass_frac_dry: ca_frac,
+        binder_mass_frac_dry: binder_frac,
         am_mass_kg: s.mass_kg[AM],
         ca_mass_kg: s.mass_kg[CA],
         binder_mass_kg: s.mass_kg[BINDER],
@@ -1225,7 +1298,14 @@ fn finish(
         air_volume_frac: s.air_frac,
         temperature_degc: s.temperature_degc,
         not_flowable,
-        fault_labels: Vec::new(),
+        // the process faults that touched the batch (sensor faults leave the product alone)
+        fault_labels: ctx
+            .faults
+            .all()
+            .iter()
+            .filter(|f| f.spec.code != FaultCode::S01SensorFault && ctx.faults.touched(f.label_id))
+            .map(|f| f.label_id)
+            .collect(),
     };
     let result = MixingResult {
         am_mass_kg: s.mass_kg[AM],

@@ -850,7 +850,7 @@ impl Stage for Rewinding {
                 dew_point_degc: dew,
                 lanes,
                 defect_risk: log.alarms.any_active(Severity::Warning),
-                fault_labels: Vec::new(),
+                fault_labels: ctx.faults.labels_at(ts, None),
             });
         }
 

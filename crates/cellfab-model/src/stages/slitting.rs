@@ -20,6 +20,7 @@
 use crate::alarm::{AlarmScope, AlarmTracker, Check, Severity, HYSTERESIS_FRAC};
 use crate::defect::{Defect, DefectKind, DefectSeverity};
 use crate::error::{check_non_negative, check_open_min, check_range, ParamError};
+use crate::fault::{At, FaultCode};
 use crate::legacy::{put, put_object, put_value, LegacyRecord};
 use crate::random::{normal, poisson, Ar1};
 use crate::reading::{Reading, Sensor};
@@ -648,6 +649,14 @@ impl Stage for Slitting {
             FOIL_STRESS_LIMIT_FRAC * foil.yield_stress_pa,
         );
 
+        // F07 (MODELS.md §13): a chipped or fast-wearing knife raises the burr of the two
+        // lanes it cuts (lane k − 1's right edge and lane k's left edge).
+        let faults = ctx.faults;
+        let blade_faults: Vec<(usize, &crate::fault::ActiveFault)> = faults
+            .of(FaultCode::F07SlitBladeWear)
+            .map(|f| ((f.spec.magnitude.knife.unwrap_or(3) as usize).min(n), f))
+            .collect();
+        let mut blade_regions: Vec<crate::fault::FaultRegion> = Vec::new();
         let mut times = sample_times(duration, p.sample_interval_s).peekable();
         let mut last: Option<SlittingSample> = None;
         let (mut stress_sum, mut max_burr) = (0.0, 0.0f64);
@@ -657,6 +666,48 @@ impl Stage for Slitting {
             let t_k = k as f64 * seg_time;
             let x_coat = k as f64 * seg_coat;
             let radius = edge_radius_m(r_start, p.blade_wear_rate_m_per_m, k as f64 * seg_local);
+            // edge radius of knife `i` with the active blade faults
+            let mut knife_radius = vec![radius; n + 1];
+            for (knife, f) in &blade_faults {
+                let level = f.spec.level(t_k);
+                if level <= 0.0 {
+                    continue;
+                }
+                let m = &f.spec.magnitude;
+                let cut_since = (k as f64 * seg_local - v * f.spec.onset).max(0.0);
+                let extra = match m.wear_rate_factor {
+                    Some(factor) if m.edge_radius_step_m.is_none() => {
+                        (factor - 1.0) * p.blade_wear_rate_m_per_m * cut_since
+                    }
+                    _ => m.edge_radius_step_m.unwrap_or(3e-6),
+                };
+                knife_radius[*knife] += level * extra;
+                let lanes_hit: Vec<usize> =
+                    [knife.checked_sub(1), Some(*knife)].into_iter().flatten().filter(|&j| j < n).collect();
+                for &j in &lanes_hit {
+                    faults.touch(
+                        f.label_id,
+                        At {
+                            stage_time_s: t_k,
+                            position_m: Some(x_coat),
+                            lane: Some(j as u32),
+                            cd_position_m: Some(knives[*knife]),
+                            cell_id: None,
+                        },
+                    );
+                }
+                let (y0, y1) = (knives[lanes_hit[0]] + 1e-9, knives[lanes_hit[lanes_hit.len() - 1] + 1] - 1e-9);
+                match blade_regions.iter_mut().find(|r| r.label_id == f.label_id) {
+                    Some(r) => r.md_end_m = x_coat + seg_coat,
+                    None => blade_regions.push(crate::fault::FaultRegion {
+                        label_id: f.label_id,
+                        md_start_m: x_coat,
+                        md_end_m: x_coat + seg_coat,
+                        cd_start_m: y0,
+                        cd_end_m: y1,
+                    }),
+                }
+            }
             // Lane widths: w_j = w + δ_{j+1} − δ_j + ν.
             for (j, lane) in lanes.iter_mut().enumerate() {
                 let nu = if s_vib > 0.0 { s_vib * normal(ctx.process_rng) } else { 0.0 };
@@ -670,9 +721,10 @@ impl Stage for Slitting {
                 lane.areal_mass_kg_m2.push(electrode.areal_mass_kg_m2.band_mean(k, y0, y1));
                 lane.porosity_frac.push(electrode.porosity_frac.band_mean(k, y0, y1));
                 lane.coating_thickness_m.push(electrode.coating_thickness_m.band_mean(k, y0, y1));
-                let base = burr_height_m(p, radius, thickness);
-                let left = base * edge_factor(ctx, s_ln, spike_mean, p.burr_spike_factor);
-                let right = base * edge_factor(ctx, s_ln, spike_mean, p.burr_spike_factor);
+                let left = burr_height_m(p, knife_radius[j], thickness)
+                    * edge_factor(ctx, s_ln, spike_mean, p.burr_spike_factor);
+                let right = burr_height_m(p, knife_radius[j + 1], thickness)
+                    * edge_factor(ctx, s_ln, spike_mean, p.burr_spike_factor);
                 let burr = left.max(right);
                 lane.burr_height_m.push(burr);
                 max_burr = max_burr.max(burr);
@@ -680,8 +732,20 @@ impl Stage for Slitting {
                     lane_burr_first[j] = burr;
                 }
             }
-            let tension =
+            let mut tension =
                 set_tension * (1.0 + if k > 0 { tension_drift.step(ctx.process_rng) } else { tension_drift.value() });
+            // F08 (MODELS.md §13): T(t) = T·(1 + a·sin 2πft) while the oscillation lasts
+            let mut oscillation_label = None;
+            for f in faults.of(FaultCode::F08WebTensionOscillation) {
+                let level = f.spec.level(t_k);
+                if level > 0.0 {
+                    let m = &f.spec.magnitude;
+                    let phase = 2.0 * std::f64::consts::PI * m.frequency_hz.unwrap_or(0.5) * (t_k - f.spec.onset);
+                    tension *= 1.0 + level * m.amplitude_frac.unwrap_or(0.4) * phase.sin();
+                    faults.touch(f.label_id, At { stage_time_s: t_k, position_m: Some(x_coat), ..At::default() });
+                    oscillation_label = Some(f.label_id);
+                }
+            }
             let stress = foil_stress_pa(tension, coating_width, foil.thickness_m);
             stress_sum += stress;
 
@@ -703,7 +767,7 @@ impl Stage for Slitting {
                         severity: DefectSeverity::Major,
                         detected: false,
                         false_call: false,
-                        fault_label: None,
+                        fault_label: oscillation_label,
                     });
                     next_defect_id += 1;
                 }
@@ -774,6 +838,7 @@ impl Stage for Slitting {
                 let cut = (v * t).min(web_length);
                 let speed = SPEED_SENSOR.measure(v, ctx.sensor_noise, ctx.sensor_rng);
                 let tension_r = TENSION_SENSOR.measure(tension, ctx.sensor_noise, ctx.sensor_rng);
+                let tension_r = ctx.faults.corrupt("web_tension_n", t, tension_r);
                 let lane_samples = lanes
                     .iter()
                     .map(|lane| {
@@ -799,7 +864,7 @@ impl Stage for Slitting {
                     lane_width_m: w,
                     burr_max_m: p.burr_max_m,
                     defect_risk: alarms.any_active(Severity::Warning),
-                    fault_labels: Vec::new(),
+                    fault_labels: ctx.faults.labels_at(t, Some(cut / length_scale)),
                 };
                 if times.peek().is_none() {
                     last = Some(sample.clone());
@@ -862,6 +927,7 @@ impl Stage for Slitting {
             alarms: alarms.events.clone(),
             accepted: !alarms.any_raised(Severity::Alarm),
         };
+        electrode.dry.film.fault_regions.extend(blade_regions);
         let output = SlitLanes { electrode, lanes, edge_trim_m: trim, knife_positions_m: knives, blade: blade.clone() };
         StageRun { output, result, duration_s: duration }
     }

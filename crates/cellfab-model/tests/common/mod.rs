@@ -34,6 +34,7 @@ pub fn ctx<'a>(line: Line, p: &'a mut StreamRng, s: &'a mut StreamRng, noise: bo
         process_variability: false,
         sensor_noise: noise,
         parallel: &cellfab_model::Sequential,
+        faults: &cellfab_model::fault::NO_FAULTS,
     }
 }
 
@@ -139,6 +140,7 @@ pub fn wet_film_of_length(line: Line, roll_length_m: f64) -> WetFilm {
         nominal_areal_mass_kg_m2: m_a,
         nominal_wet_thickness_m: h_w,
         nominal_dry_thickness_m: h_dry,
+        fault_regions: Vec::new(),
         slurry,
     }
 }

@@ -145,6 +145,7 @@ fn build(line: Line) -> ElectrodeReels {
         nominal_areal_mass_kg_m2: n.coated_areal_mass_kg_m2,
         nominal_wet_thickness_m: wet,
         nominal_dry_thickness_m: dry_thickness,
+        fault_regions: Vec::new(),
     };
     let dry = DryElectrode {
         residual_solvent_frac: grid(if anode { 5.0e-4 } else { 2.0e-4 }),
@@ -300,6 +301,7 @@ impl Streams {
             process_variability: variability,
             sensor_noise: noise,
             parallel: &cellfab_model::Sequential,
+            faults: &cellfab_model::fault::NO_FAULTS,
         }
     }
 }

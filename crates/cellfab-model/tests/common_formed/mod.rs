@@ -163,6 +163,7 @@ pub fn with_ctx_mode<R>(noise: bool, seed: u64, f: impl FnOnce(&mut StageCtx<'_>
         process_variability: false,
         sensor_noise: noise,
         parallel: &cellfab_model::Sequential,
+        faults: &cellfab_model::fault::NO_FAULTS,
     };
     f(&mut ctx)
 }

@@ -46,6 +46,7 @@ impl Rngs {
             process_variability: variability,
             sensor_noise: noise,
             parallel: &cellfab_model::Sequential,
+            faults: &cellfab_model::fault::NO_FAULTS,
         }
     }
 }
@@ -131,6 +132,7 @@ pub fn calendered_with_length(line: Line, roll_length_m: f64) -> CalenderedElect
         nominal_areal_mass_kg_m2: areal_coated,
         nominal_wet_thickness_m: wet,
         nominal_dry_thickness_m: dry_thickness,
+        fault_regions: Vec::new(),
     };
     let dry = DryElectrode {
         residual_solvent_frac: grid(if anode { 5.0e-4 } else { 2.0e-4 }),
