@@ -47,12 +47,23 @@ step "web UI end to end (Debian's Chromium driven by playwright-core against cel
 cargo build --release -p cellfab
 (cd web && node e2e/run.mjs) 2>&1 | tee target/e2e-output.txt
 
+step "tables read back with pyarrow: every format of a small run against the JSON files and the manifest"
+python3 -c 'import pyarrow' 2>/dev/null || python3 -m pip install --quiet pyarrow
+tables_tmp=$(mktemp -d)
+printf '[cell.assembly]\nmax_cells = 64\n' > "$tables_tmp/small.toml"
+tables_run=$(target/release/cellfab run --quiet --seed 7 --start 2025-01-01T00:00:00Z \
+  --config "$tables_tmp/small.toml" --out "$tables_tmp/out" --format json,jsonl,csv,parquet)
+python3 scripts/check_tables.py "$tables_run" 2>&1 | tee target/tables-output.txt
+rm -rf "$tables_tmp"
+
 # one closing line for the whole suite
 passed=$( (grep -Eo '^test result: ok\. [0-9]+ passed' target/test-output.txt || true) | awk '{s+=$4} END {print s+0}')
 failed=$( (grep -Eo '[0-9]+ failed' target/test-output.txt || true) | awk '{s+=$1} END {print s+0}')
 web_passed=$(sed 's/\x1b\[[0-9;]*m//g' target/web-unit.txt | grep -Eo 'Tests +[0-9]+ passed' | grep -Eo '[0-9]+' | head -1 || true)
 e2e_passed=$(grep -Ec '^ok ' target/e2e-output.txt || true)
 e2e_failed=$(grep -Ec '^not ok ' target/e2e-output.txt || true)
+tables_passed=$(grep -Ec '^ok ' target/tables-output.txt || true)
+tables_failed=$(grep -Ec '^not ok ' target/tables-output.txt || true)
 
 echo
-echo "cellfab: $((passed + ${web_passed:-0} + e2e_passed)) passed, $((failed + e2e_failed)) failed"
+echo "cellfab: $((passed + ${web_passed:-0} + e2e_passed + tables_passed)) passed, $((failed + e2e_failed + tables_failed)) failed"
