@@ -174,12 +174,19 @@ pub struct RunRequest {
     start: Option<String>,
     /// "max" or simulated seconds per wall second (overrides `plant.speed`).
     speed: Option<Speed>,
+    /// Outputs: any of "json" (the seed layout), "jsonl", "csv", "parquet"; default ["json"].
+    formats: Option<Vec<String>>,
 }
 
 async fn create_run(State(app): State<AppState>, JsonBody(req): JsonBody<RunRequest>) -> Result<Response, ApiError> {
     let prefixed = |mut e: ApiError| {
         e.field = Some(format!("config.{}", e.field.as_deref().unwrap_or_default()).trim_end_matches('.').to_string());
         e
+    };
+    let formats = match &req.formats {
+        None => cellfab_store::tables::OutputFormats::default(),
+        Some(names) => cellfab_store::tables::OutputFormats::from_names(names)
+            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", m).field("formats"))?,
     };
     let mut config = match req.config {
         Some(overrides) => merged_config(&app.base_config, overrides).map_err(prefixed)?,
@@ -213,7 +220,7 @@ async fn create_run(State(app): State<AppState>, JsonBody(req): JsonBody<RunRequ
         }
         err
     })?;
-    let run = app.runs.submit(plant, "api")?;
+    let run = app.runs.submit_with_formats(plant, "api", formats)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": run.id, "status": run.status()}))).into_response())
 }
 
