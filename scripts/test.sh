@@ -47,6 +47,15 @@ step "web UI end to end (Debian's Chromium driven by playwright-core against cel
 cargo build --release -p cellfab
 (cd web && node e2e/run.mjs) 2>&1 | tee target/e2e-output.txt
 
+step "tables read back with pyarrow: every format of a small run against the JSON files and the manifest"
+python3 -c 'import pyarrow' 2>/dev/null || python3 -m pip install --quiet pyarrow
+tables_tmp=$(mktemp -d)
+printf '[cell.assembly]\nmax_cells = 64\n' > "$tables_tmp/small.toml"
+tables_run=$(target/release/cellfab run --quiet --seed 7 --start 2025-01-01T00:00:00Z \
+  --config "$tables_tmp/small.toml" --out "$tables_tmp/out" --format json,jsonl,csv,parquet)
+python3 scripts/check_tables.py "$tables_run" 2>&1 | tee target/tables-output.txt
+rm -rf "$tables_tmp"
+
 step "fuzzing: every target from its seed corpus for a short while (long campaigns: docs/RELIABILITY.md)"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 (cd fuzz && cargo fuzz build -s none)
@@ -66,9 +75,11 @@ failed=$( (grep -Eo '[0-9]+ failed' target/test-output.txt || true) | awk '{s+=$
 web_passed=$(sed 's/\x1b\[[0-9;]*m//g' target/web-unit.txt | grep -Eo 'Tests +[0-9]+ passed' | grep -Eo '[0-9]+' | head -1 || true)
 e2e_passed=$(grep -Ec '^ok ' target/e2e-output.txt || true)
 e2e_failed=$(grep -Ec '^not ok ' target/e2e-output.txt || true)
+tables_passed=$(grep -Ec '^ok ' target/tables-output.txt || true)
+tables_failed=$(grep -Ec '^not ok ' target/tables-output.txt || true)
 fuzz_passed=$(grep -Ec '^ok fuzz' target/fuzz-output.txt || true)
 fuzz_failed=$(grep -Ec '^not ok fuzz' target/fuzz-output.txt || true)
 
 echo
-echo "cellfab: $((passed + ${web_passed:-0} + e2e_passed + fuzz_passed)) passed, $((failed + e2e_failed + fuzz_failed)) failed"
-[ "$((failed + e2e_failed + fuzz_failed))" -eq 0 ]
+echo "cellfab: $((passed + ${web_passed:-0} + e2e_passed + tables_passed + fuzz_passed)) passed, $((failed + e2e_failed + tables_failed + fuzz_failed)) failed"
+[ "$((failed + e2e_failed + tables_failed + fuzz_failed))" -eq 0 ]

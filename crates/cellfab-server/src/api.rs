@@ -181,14 +181,25 @@ pub struct RunRequest {
     start: Option<String>,
     /// "max" or simulated seconds per wall second (overrides `plant.speed`).
     speed: Option<Speed>,
+    /// Outputs: any of "json" (the seed layout), "jsonl", "csv", "parquet"; default ["json"].
+    formats: Option<Vec<String>>,
 }
 
-/// The plant a `POST /api/v1/runs` request asks for: the base configuration with the
-/// request's overrides. Bad input is a 4xx naming the field (`config.…` inside `config`).
-pub fn run_request_plant(base: &PlantConfig, req: RunRequest) -> Result<Plant, ApiError> {
+/// The plant a `POST /api/v1/runs` request asks for (the base configuration with the
+/// request's overrides) and its output formats. Bad input is a 4xx naming the field
+/// (`config.…` inside `config`).
+pub fn run_request_plant(
+    base: &PlantConfig,
+    req: RunRequest,
+) -> Result<(Plant, cellfab_store::tables::OutputFormats), ApiError> {
     let prefixed = |mut e: ApiError| {
         e.field = Some(format!("config.{}", e.field.as_deref().unwrap_or_default()).trim_end_matches('.').to_string());
         e
+    };
+    let formats = match &req.formats {
+        None => cellfab_store::tables::OutputFormats::default(),
+        Some(names) => cellfab_store::tables::OutputFormats::from_names(names)
+            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", m).field("formats"))?,
     };
     let mut config = match req.config {
         Some(overrides) => merged_config(base, overrides).map_err(prefixed)?,
@@ -212,7 +223,7 @@ pub fn run_request_plant(base: &PlantConfig, req: RunRequest) -> Result<Plant, A
         p.speed = s;
         top.push("speed");
     }
-    Plant::new(config, jiff::Timestamp::now()).map_err(|e| {
+    let plant = Plant::new(config, jiff::Timestamp::now()).map_err(|e| {
         let mut err = ApiError::plant(e);
         if let Some(f) = err.field.clone() {
             err.field = Some(match f.strip_prefix("plant.") {
@@ -221,12 +232,13 @@ pub fn run_request_plant(base: &PlantConfig, req: RunRequest) -> Result<Plant, A
             });
         }
         err
-    })
+    })?;
+    Ok((plant, formats))
 }
 
 async fn create_run(State(app): State<AppState>, JsonBody(req): JsonBody<RunRequest>) -> Result<Response, ApiError> {
-    let plant = run_request_plant(&app.base_config, req)?;
-    let run = app.runs.submit(plant, "api")?;
+    let (plant, formats) = run_request_plant(&app.base_config, req)?;
+    let run = app.runs.submit_with_formats(plant, "api", formats)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": run.id, "status": run.status()}))).into_response())
 }
 

@@ -236,7 +236,9 @@ fn schemas() -> Value {
             "batches": {"type": "integer", "minimum": 1},
             "seed": {"type": "integer", "minimum": 0},
             "start": {"type": "string", "format": "date-time"},
-            "speed": {"oneOf": [{"type": "string", "enum": ["max"]}, {"type": "number", "exclusiveMinimum": 0}]}
+            "speed": {"oneOf": [{"type": "string", "enum": ["max"]}, {"type": "number", "exclusiveMinimum": 0}]},
+            "formats": {"type": "array", "items": {"type": "string", "enum": ["json", "jsonl", "csv", "parquet"]},
+                        "description": "json = the seed layout (default); jsonl, csv, parquet = tables under tables/<format>/ (docs/DATA.md)"}
         }}
     })
 }

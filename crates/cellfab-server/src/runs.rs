@@ -15,6 +15,8 @@ use axum::http::StatusCode;
 use cellfab_model::{Line, StageKind};
 use cellfab_plant::events::{PlantEvent, DEFAULT_SUBSCRIBER_CAPACITY};
 use cellfab_plant::{CancelToken, Delivery, Plant, PlantError};
+use cellfab_store::run_tables::{machine_kpi_rows, RunTables};
+use cellfab_store::tables::OutputFormats;
 use cellfab_store::SeedLayoutWriter;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -337,6 +339,7 @@ fn status_word(s: RunStatus) -> &'static str {
 struct Job {
     run: Arc<Run>,
     plant: Plant,
+    formats: OutputFormats,
 }
 
 /// The registry of runs and the queue in front of the plant.
@@ -377,8 +380,19 @@ impl Runs {
         self.list.lock().expect("run list lock")
     }
 
-    /// Queues a validated plant. A full queue is 429 and changes nothing.
+    /// Queues a validated plant with the default outputs (the seed layout). A full queue is
+    /// 429 and changes nothing.
     pub fn submit(&self, plant: Plant, source: &'static str) -> Result<Arc<Run>, ApiError> {
+        self.submit_with_formats(plant, source, OutputFormats::default())
+    }
+
+    /// Queues a validated plant that writes the given outputs (seed layout and/or tables).
+    pub fn submit_with_formats(
+        &self,
+        plant: Plant,
+        source: &'static str,
+        formats: OutputFormats,
+    ) -> Result<Arc<Run>, ApiError> {
         let mut list = self.lock();
         let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
         let seed = plant.config().plant.seed;
@@ -390,7 +404,7 @@ impl Runs {
             }
         };
         let run = Arc::new(Run::new(id, source, &plant));
-        match self.queue.try_send(Job { run: run.clone(), plant }) {
+        match self.queue.try_send(Job { run: run.clone(), plant, formats }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 return Err(ApiError::new(
@@ -482,10 +496,17 @@ async fn worker(
 
 /// Runs one plant to its end, writing its folder; blocking.
 fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metrics>, hook: Option<&crate::PlantHook>) {
-    let Job { run, plant } = job;
+    let Job { run, plant, formats } = job;
     let wall = Instant::now();
-    let mut writer = match SeedLayoutWriter::create(runs_dir, &run.id, plant.epoch()) {
-        Ok(w) => w,
+    let created = SeedLayoutWriter::create(runs_dir, &run.id, plant.epoch())
+        .and_then(|w| if formats.seed_json { Ok(w) } else { w.without_sample_files() })
+        .map_err(|e| e.to_string())
+        .and_then(|w| match formats.tables.as_slice() {
+            [] => Ok((w, None)),
+            f => RunTables::create(w.run_dir(), f, plant.epoch()).map(|t| (w, Some(t))).map_err(|e| e.to_string()),
+        });
+    let (mut writer, mut tables) = match created {
+        Ok(x) => x,
         Err(e) => {
             let msg = format!("cannot create the run folder in {}: {e}", runs_dir.display());
             run.end(RunStatus::Failed, Some(msg), None, feed, metrics);
@@ -502,21 +523,25 @@ fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metr
             let mut recorder = Recorder::default();
             for event in events.rx {
                 if write_error.is_none() {
-                    if let Err(e) = writer.handle(&event) {
+                    let written = writer.handle(&event).map_err(|e| e.to_string()).and_then(|()| match &mut tables {
+                        Some(t) => t.handle(&event).map_err(|e| e.to_string()),
+                        None => Ok(()),
+                    });
+                    if let Err(e) = written {
                         write_error = Some(format!("writing the run folder: {e}"));
                         cancel.cancel();
                     }
                 }
                 recorder.observe(&run, &event, &feed, &metrics);
             }
-            (writer, write_error)
+            (writer, tables, write_error)
         })
     };
     if let Some(hook) = hook {
         (hook.0)(&plant);
     }
     let report = plant.run();
-    let (writer, write_error) = match handler.join() {
+    let (mut writer, tables, write_error) = match handler.join() {
         Ok(x) => x,
         Err(_) => {
             run.end(RunStatus::Failed, Some("the file writer crashed".into()), None, feed, metrics);
@@ -527,9 +552,17 @@ fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metr
         (_, Some(e)) => (RunStatus::Failed, Some(e), None),
         (Ok(report), None) => {
             let config = serde_json::to_value(plant.config()).unwrap_or_default();
-            match writer.finish(report.seed, &report.start, report.end_t_s, config, wall.elapsed().as_secs_f64()) {
+            let written = match tables {
+                Some(t) => t.finish(&machine_kpi_rows(&report)).map(|entries| writer.add_tables(entries)),
+                None => Ok(()),
+            };
+            match written.map_err(|e| e.to_string()).and_then(|()| {
+                writer
+                    .finish(report.seed, &report.start, report.end_t_s, config, wall.elapsed().as_secs_f64())
+                    .map_err(|e| e.to_string())
+            }) {
                 Ok(_) => (RunStatus::Finished, None, Some(report.end_t_s)),
-                Err(e) => (RunStatus::Failed, Some(format!("writing the manifest: {e}")), None),
+                Err(e) => (RunStatus::Failed, Some(format!("writing the tables and the manifest: {e}")), None),
             }
         }
         (Err(PlantError::Cancelled), None) => (RunStatus::Cancelled, None, None),

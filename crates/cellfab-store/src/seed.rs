@@ -33,6 +33,8 @@ pub struct SeedLayoutWriter {
     kpis: Option<Value>,
     /// Fault labels (MODELS.md §13) by id: code, and the line of `fault_labels.jsonl`.
     fault_labels: BTreeMap<u32, (&'static str, String)>,
+    sample_files: bool,
+    tables: Vec<crate::tables::TableEntry>,
 }
 
 /// Threads that write sample files (the per-file cost of a file system is mostly system
@@ -64,6 +66,9 @@ pub struct Manifest {
     pub cells: u64,
     /// Every file of the run folder but the manifest, sorted.
     pub files: Vec<String>,
+    /// The tables (`--format jsonl,csv,parquet`): format, path, rows, SHA-256; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<crate::tables::TableEntry>,
     /// The full configuration of the run.
     pub config: Value,
     /// Wall-clock instant the run finished (differs between runs).
@@ -119,7 +124,25 @@ impl SeedLayoutWriter {
             cell_count: 0,
             kpis: None,
             fault_labels: BTreeMap::new(),
+            sample_files: true,
+            tables: Vec::new(),
         })
+    }
+
+    /// Without the per-sample and final-result JSON files (`--format` without `json`); the
+    /// manifest, `alarms.jsonl` and `cell_results.jsonl` are still written.
+    pub fn without_sample_files(mut self) -> std::io::Result<Self> {
+        self.sample_files = false;
+        for folder in stage_folders() {
+            std::fs::remove_dir(self.run_dir.join(folder))?;
+        }
+        Ok(self)
+    }
+
+    /// Lists table files in the manifest (and its file list).
+    pub fn add_tables(&mut self, entries: Vec<crate::tables::TableEntry>) {
+        self.files.extend(entries.iter().map(|e| e.path.clone()));
+        self.tables.extend(entries);
     }
 
     /// The run folder.
@@ -145,6 +168,10 @@ impl SeedLayoutWriter {
     /// Writes what one event asks for.
     pub fn handle(&mut self, event: &PlantEvent) -> std::io::Result<()> {
         match event {
+            PlantEvent::Sample { machine, .. } if !self.sample_files => {
+                *self.sample_counts.entry(machine.machine_id.clone()).or_default() += 1;
+            }
+            PlantEvent::StageFinished { .. } if !self.sample_files => {}
             PlantEvent::Sample { t_s, machine, sample, .. } => {
                 let st = sample.stage_time_s();
                 let (mut rec, ts) = self.base(machine, *t_s, st);
@@ -253,6 +280,7 @@ impl SeedLayoutWriter {
             alarm_events: self.alarm_count,
             cells: self.cell_count,
             files: self.files,
+            tables: self.tables,
             config,
             created_at: jiff::Timestamp::now().to_string(),
             wall_time_s,

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Deterministic mode: no process variability, no sensor noise (MODELS.md §0.3).
     #[arg(long)]
     deterministic: bool,
+    /// Outputs, comma-separated: json (the seed layout's per-sample files), jsonl, csv,
+    /// parquet (tables under tables/<format>/, see docs/DATA.md).
+    #[arg(long, default_value = "json", value_parser = cellfab_store::tables::OutputFormats::parse)]
+    format: cellfab_store::tables::OutputFormats,
     /// Print no progress and no summary table, only the run folder.
     #[arg(long, short)]
     quiet: bool,
@@ -97,14 +101,25 @@ pub fn run(args: RunArgs) -> Result<()> {
     let id = run_id(&args.out, seed);
     let mut writer = SeedLayoutWriter::create(&args.out, &id, plant.epoch())
         .with_context(|| format!("cannot create the run folder in {}", args.out.display()))?;
+    if !args.format.seed_json {
+        writer = writer.without_sample_files()?;
+    }
+    let mut tables = match args.format.tables.as_slice() {
+        [] => None,
+        formats => Some(cellfab_store::run_tables::RunTables::create(writer.run_dir(), formats, plant.epoch())?),
+    };
     let events = plant.bus().subscribe(cellfab_plant::events::DEFAULT_SUBSCRIBER_CAPACITY, Delivery::Reliable);
     let batches = plant.config().plant.batches as u64;
     let progress = (!args.quiet).then(|| Progress::new(batches));
     let wall = Instant::now();
-    let writer_thread = std::thread::spawn(move || -> std::io::Result<(SeedLayoutWriter, CellSummary)> {
+    type Written = (SeedLayoutWriter, Option<cellfab_store::run_tables::RunTables>, CellSummary);
+    let writer_thread = std::thread::spawn(move || -> Result<Written> {
         let mut cells = CellSummary::default();
         for event in events.rx {
             writer.handle(&event)?;
+            if let Some(t) = &mut tables {
+                t.handle(&event)?;
+            }
             if let PlantEvent::CellResults { rows, .. } = &*event {
                 rows.iter().for_each(|r| cells.add(r));
             }
@@ -115,12 +130,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         if let Some(p) = progress {
             p.finish();
         }
-        Ok((writer, cells))
+        Ok((writer, tables, cells))
     });
     let report = plant.run();
     let writer = writer_thread.join().map_err(|_| anyhow::anyhow!("the file writer crashed"))?;
     let report = report?;
-    let (writer, cells) = writer.context("writing the run folder")?;
+    let (mut writer, tables, cells) = writer.context("writing the run folder")?;
+    if let Some(t) = tables {
+        writer.add_tables(t.finish(&cellfab_store::run_tables::machine_kpi_rows(&report))?);
+    }
     crate::iot::finish(publisher, attached, &args.iot)?;
     let run_dir = writer.run_dir().to_path_buf();
     let config_json = serde_json::to_value(plant.config())?;
