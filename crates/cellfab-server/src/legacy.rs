@@ -111,7 +111,7 @@ async fn start_both(State(app): State<AppState>, JsonBody(req): JsonBody<StartBo
     config.plant.batches = 1;
     config.plant.speed = Speed::Max;
     let plant = Plant::new(config, jiff::Timestamp::now()).map_err(ApiError::plant)?;
-    let run = app.runs.submit(plant, "start-both")?;
+    let run = app.runs.submit(plant, "start-both").await?;
     run.wait().await;
     match run.status() {
         RunStatus::Finished => {}
