@@ -40,6 +40,9 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --release -- -D warnings
 
+step "PostgreSQL for the run registry tests (a throw-away cluster unless CELLFAB_TEST_POSTGRES_URL is set)"
+source scripts/postgres.sh
+
 step "tests (release build: the cell line simulates ~15 000 cells per batch)"
 cargo test --workspace --release 2>&1 | tee target/test-output.txt
 

@@ -238,7 +238,7 @@ pub fn run_request_plant(
 
 async fn create_run(State(app): State<AppState>, JsonBody(req): JsonBody<RunRequest>) -> Result<Response, ApiError> {
     let (plant, formats) = run_request_plant(&app.base_config, req)?;
-    let run = app.runs.submit_with_formats(plant, "api", formats)?;
+    let run = app.runs.submit_with_formats(plant, "api", formats).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"id": run.id, "status": run.status()}))).into_response())
 }
 
@@ -352,7 +352,8 @@ fn number(q: &HashMap<String, String>, key: &str) -> Result<Option<f64>, ApiErro
         .transpose()
 }
 
-/// A machine's time series: `batch`, `time_s` (stage time: seconds since the machine
+/// A machine's time series, read from the run registry (every sample, or the decimated
+/// series when the server keeps one): `batch`, `time_s` (stage time: seconds since the machine
 /// started the batch; `from`/`to` filter on it) and every numeric field of the typed sample (measured value where
 /// a signal has one), downsampled to at most `max_points` evenly spaced points.
 async fn samples(
@@ -396,13 +397,25 @@ async fn samples(
     };
     let fields: Option<Vec<String>> =
         q.get("fields").map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
-    let folder = run.folder().ok_or_else(|| {
-        ApiError::new(StatusCode::CONFLICT, "run_not_started", format!("run {id} has not started yet")).field("id")
-    })?;
-    let machine = machine.clone();
-    let points = tokio::task::spawn_blocking(move || read_series(&folder, stage, &machine, from, to))
+    let _ = stage; // the machine is valid
+    if run.folder().is_none() {
+        return Err(
+            ApiError::new(StatusCode::CONFLICT, "run_not_started", format!("run {id} has not started yet")).field("id")
+        );
+    }
+    let points: Vec<Point> = app
+        .runs
+        .registry()
+        .samples(&id, machine, from, to)
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))??;
+        .map_err(|e| ApiError::internal(format!("reading the registry: {e}")))?
+        .into_iter()
+        .map(|row| Point {
+            batch: row.batch as u64,
+            t_s: row.stage_time_s,
+            values: row.fields.into_iter().filter_map(|(k, v)| Some((k, v.as_f64()?))).collect(),
+        })
+        .collect();
     let total = points.len();
     let available: Vec<String> = {
         let mut names: Vec<String> = points.first().map(|p| p.values.keys().cloned().collect()).unwrap_or_default();
@@ -463,73 +476,6 @@ struct Point {
     batch: u64,
     t_s: f64,
     values: std::collections::BTreeMap<String, f64>,
-}
-
-fn flatten(prefix: &str, v: &Value, out: &mut std::collections::BTreeMap<String, f64>) {
-    match v {
-        Value::Number(n) => {
-            if let Some(x) = n.as_f64() {
-                out.insert(prefix.to_string(), x);
-            }
-        }
-        // A measured signal: {"true": …, "meas": …}; charts show what the sensor read.
-        Value::Object(m) if m.contains_key("true") && m.contains_key("meas") => {
-            if let Some(x) = m.get("meas").and_then(Value::as_f64).or_else(|| m.get("true").and_then(Value::as_f64)) {
-                out.insert(prefix.to_string(), x);
-            }
-        }
-        Value::Object(m) => {
-            for (k, v) in m {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(&key, v, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn read_series(
-    folder: &std::path::Path,
-    stage: StageKind,
-    machine: &str,
-    from: Option<f64>,
-    to: Option<f64>,
-) -> Result<Vec<Point>, ApiError> {
-    let dir = folder.join(stage.folder());
-    let prefix = format!("{machine}_");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(ApiError::internal(format!("cannot read {}: {e}", dir.display()))),
-    };
-    let mut points = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.starts_with(&prefix) || !name.contains("_result_at_") {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(entry.path()) else { continue };
-        let Ok(record) = serde_json::from_slice::<Value>(&bytes) else { continue };
-        let t_s = match (
-            record.get("Duration").and_then(Value::as_f64),
-            record.get("Duration (days)").and_then(Value::as_f64),
-        ) {
-            (Some(s), _) => s,
-            (None, Some(d)) => d * 86400.0,
-            _ => continue,
-        };
-        if from.is_some_and(|f| t_s < f) || to.is_some_and(|t| t_s > t) {
-            continue;
-        }
-        let mut values = std::collections::BTreeMap::new();
-        if let Some(typed) = record.get("cellfab") {
-            flatten("", typed, &mut values);
-        }
-        let batch = record.get("Batch").and_then(Value::as_u64).unwrap_or(0);
-        points.push(Point { batch, t_s, values });
-    }
-    points.sort_by(|a, b| (a.batch, a.t_s).partial_cmp(&(b.batch, b.t_s)).unwrap_or(std::cmp::Ordering::Equal));
-    Ok(points)
 }
 
 async fn events(

@@ -118,7 +118,7 @@ pub fn start_both_plant(base: &cellfab_plant::PlantConfig, req: &StartBoth) -> R
 /// answers once every machine is done.
 async fn start_both(State(app): State<AppState>, JsonBody(req): JsonBody<StartBoth>) -> Result<Response, ApiError> {
     let plant = start_both_plant(&app.base_config, &req)?;
-    let run = app.runs.submit(plant, "start-both")?;
+    let run = app.runs.submit(plant, "start-both").await?;
     run.wait().await;
     match run.status() {
         RunStatus::Finished => {}

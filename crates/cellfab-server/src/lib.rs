@@ -5,7 +5,9 @@
 //! * The versioned API under `/api/v1`: configuration, queued runs, samples, zip downloads,
 //!   live events, health, metrics, OpenAPI ([`api`], [`openapi`]).
 //!
-//! Runs go to `DATA-DIR/runs/<run id>/` in the seed layout ([`runs`]). Every error is JSON
+//! Runs go to `DATA-DIR/runs/<run id>/` in the seed layout ([`runs`]) and into the run
+//! registry ([`cellfab_registry`]: SQLite or PostgreSQL), which the run history, samples and
+//! downloads read. Every error is JSON
 //! `{"error": {"code", "message", "field"?}}` ([`error`]). Build the router with [`router`]
 //! (tests call it directly) or bind and serve with [`serve`].
 
@@ -48,7 +50,18 @@ pub struct ServerConfig {
     /// Called with every plant before it runs, to subscribe further sinks to its event bus
     /// (the MQTT / IoT Hub publisher of `cellfab serve --mqtt`).
     pub plant_hook: Option<PlantHook>,
+    /// The run registry's database: `sqlite://FILE`, `sqlite::memory:` (this default: a
+    /// registry that lives as long as the server) or `postgres://…`. `cellfab serve`
+    /// defaults to `sqlite://DATA-DIR/cellfab.sqlite`.
+    pub database: String,
+    /// Time series kept in the registry (the run folders keep every sample).
+    pub series: cellfab_registry::Series,
+    /// Batching of registry writes (and an artificial delay, for tests).
+    pub writer: cellfab_registry::WriterOptions,
 }
+
+/// The registry of a server that keeps no history across restarts.
+pub const MEMORY_DATABASE: &str = "sqlite::memory:";
 
 /// A function that attaches something to each plant before it runs.
 #[derive(Clone)]
@@ -69,6 +82,9 @@ impl ServerConfig {
             allowed_origins: DEFAULT_ORIGINS.iter().map(|s| s.to_string()).collect(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             plant_hook: None,
+            database: MEMORY_DATABASE.into(),
+            series: cellfab_registry::Series::Full,
+            writer: cellfab_registry::WriterOptions::default(),
         }
     }
 }
@@ -98,14 +114,18 @@ pub enum ServerError {
     /// The data folder or the socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The run registry could not be opened or read.
+    #[error("run registry: {0}")]
+    Registry(#[from] cellfab_registry::RegistryError),
 }
 
-/// Builds the application (must be called inside a tokio runtime: it starts the run worker).
-pub fn router(config: ServerConfig) -> Result<Router, ServerError> {
-    app(config).map(|(router, _)| router)
+/// Builds the application: opens the registry, reads the earlier runs and starts the run
+/// worker on the current tokio runtime.
+pub async fn router(config: ServerConfig) -> Result<Router, ServerError> {
+    app(config).await.map(|(router, _)| router)
 }
 
-fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
+async fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
     let mut check = config.base_config.clone();
     check.plant.start = String::new();
     cellfab_plant::Plant::new(check, jiff::Timestamp::now())?;
@@ -113,6 +133,11 @@ fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
     std::fs::create_dir_all(&runs_dir)?;
     let feed = Arc::new(status::StatusFeed::default());
     let metrics = Arc::new(metrics::Metrics::default());
+    let recording = runs::Recording {
+        registry: cellfab_registry::Registry::open(&config.database).await?,
+        series: config.series,
+        writer: config.writer.clone(),
+    };
     let state = AppState {
         base_config: Arc::new(config.base_config),
         runs: runs::Runs::start(
@@ -121,7 +146,9 @@ fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
             feed.clone(),
             metrics.clone(),
             config.plant_hook.clone(),
-        ),
+            recording,
+        )
+        .await?,
         feed,
         metrics,
     };
@@ -177,7 +204,7 @@ pub async fn bind(
     addr: SocketAddr,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>), ServerError> {
-    let (router, state) = app(config)?;
+    let (router, state) = app(config).await?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let guard = CancelRunsOnDrop(state.runs.clone());

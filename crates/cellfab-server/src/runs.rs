@@ -7,6 +7,11 @@
 //! updates the run's state and sends live JSON events over a broadcast channel whose slow
 //! receivers skip events: a viewer never slows the plant. Samples are decimated for the live
 //! view to at most one per machine every [`LIVE_SAMPLE_INTERVAL`].
+//!
+//! The same subscriber feeds the run registry ([`cellfab_registry`]): rows are written in
+//! batches on their own task, and the plant waits while the database is behind. Every run is
+//! recorded there from its submission on; at start-up the runs of earlier server processes
+//! are read back (those that were still queued or running become `interrupted`).
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -17,11 +22,12 @@ use cellfab_plant::events::{PlantEvent, DEFAULT_SUBSCRIBER_CAPACITY};
 use cellfab_plant::{CancelToken, Delivery, Plant, PlantError};
 use cellfab_store::run_tables::{machine_kpi_rows, RunTables};
 use cellfab_store::tables::OutputFormats;
+use cellfab_registry::{BatchSink, EventRows, Registry, RunRecord, Series, WriterOptions};
 use cellfab_store::SeedLayoutWriter;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,12 +54,33 @@ pub enum RunStatus {
     Failed,
     /// Cancelled (by `POST /runs/{id}/cancel` or `POST /reset`).
     Cancelled,
+    /// Queued or running when its server process stopped (found so at the next start).
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The name the API and the registry use.
+    pub fn name(self) -> &'static str {
+        status_word(self)
+    }
+
+    /// Parses a stored name (an unknown one reads as `interrupted`).
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "queued" => RunStatus::Queued,
+            "running" => RunStatus::Running,
+            "finished" => RunStatus::Finished,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => RunStatus::Interrupted,
+        }
+    }
 }
 
 impl RunStatus {
     /// True once the run can change no more.
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunStatus::Finished | RunStatus::Failed | RunStatus::Cancelled)
+        matches!(self, RunStatus::Finished | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Interrupted)
     }
 }
 
@@ -137,7 +164,7 @@ pub struct Run {
     /// Run id, also the name of its folder.
     pub id: String,
     /// `api` or `start-both`.
-    pub source: &'static str,
+    pub source: String,
     seed: u64,
     batches: u32,
     speed: String,
@@ -177,7 +204,7 @@ impl Run {
         let p = &plant.config().plant;
         Self {
             id,
-            source,
+            source: source.to_string(),
             seed: p.seed,
             batches: p.batches,
             speed: p.speed.to_string(),
@@ -201,6 +228,89 @@ impl Run {
             }),
             live: broadcast::channel(LIVE_BUFFER).0,
             done: watch::channel(false).0,
+        }
+    }
+
+    /// A run of an earlier server process, as the registry holds it.
+    async fn restored(record: RunRecord, registry: &Registry) -> Result<Self, cellfab_registry::RegistryError> {
+        let results = registry.stage_results(&record.id).await?;
+        let grades = registry.cell_grades(&record.id).await?;
+        let counts = registry.counts(&record.id).await?;
+        let mut machines = all_machines();
+        let mut stage_results = Vec::with_capacity(results.len());
+        for r in results {
+            if let Some(m) = machines.iter_mut().find(|m| m.machine_id == r.machine_id) {
+                m.state = "off";
+                m.batch = Some(r.batch);
+                m.batches_done += 1;
+                m.samples += r.samples;
+                m.completed_at = Some(r.timestamp.clone());
+            }
+            let summary = match r.summary {
+                Value::Object(m) => m.into_iter().filter_map(|(k, v)| Some((k, v.as_f64()?))).collect(),
+                _ => BTreeMap::new(),
+            };
+            stage_results.push(StageResult {
+                machine_id: r.machine_id,
+                batch: r.batch,
+                accepted: r.accepted,
+                timestamp: r.timestamp,
+                duration_s: r.duration_s,
+                samples: r.samples,
+                summary,
+            });
+        }
+        let cells = CellSummary { count: grades.iter().map(|g| g.1).sum(), grades: grades.into_iter().collect() };
+        let epoch = record.plant_start.parse::<jiff::Timestamp>().unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let samples = machines.iter().map(|m| m.samples).sum();
+        let run = Self {
+            id: record.id,
+            source: record.source,
+            seed: record.seed,
+            batches: record.batches,
+            speed: record.speed,
+            start: record.plant_start,
+            created_at: record.created_at,
+            epoch_us: epoch.as_microsecond(),
+            cancel: CancelToken::default(),
+            state: Mutex::new(RunState {
+                status: RunStatus::from_name(&record.status),
+                started_at: record.started_at,
+                finished_at: record.finished_at,
+                error: record.error,
+                machines,
+                results: stage_results,
+                cells,
+                samples,
+                alarms: counts.alarms,
+                plant_end_t_s: record.plant_end_t_s,
+                folder: record.folder.map(PathBuf::from),
+                kpis: record.kpis.map(Arc::new),
+            }),
+            live: broadcast::channel(LIVE_BUFFER).0,
+            done: watch::channel(true).0,
+        };
+        Ok(run)
+    }
+
+    /// The registry's record of a new run.
+    fn record(&self, plant: &Plant) -> RunRecord {
+        RunRecord {
+            id: self.id.clone(),
+            source: self.source.clone(),
+            status: RunStatus::Queued.name().into(),
+            seed: self.seed,
+            batches: self.batches,
+            speed: self.speed.clone(),
+            plant_start: self.start.clone(),
+            created_at: self.created_at.clone(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+            plant_end_t_s: None,
+            folder: None,
+            config: serde_json::to_value(plant.config()).unwrap_or_default(),
+            kpis: None,
         }
     }
 
@@ -307,7 +417,9 @@ impl Run {
         {
             let mut s = self.lock();
             s.status = status;
-            s.finished_at = Some(now());
+            if s.finished_at.is_none() {
+                s.finished_at = Some(now());
+            }
             s.error = error.clone();
             s.plant_end_t_s = plant_end_t_s;
         }
@@ -333,6 +445,7 @@ fn status_word(s: RunStatus) -> &'static str {
         RunStatus::Finished => "finished",
         RunStatus::Failed => "failed",
         RunStatus::Cancelled => "cancelled",
+        RunStatus::Interrupted => "interrupted",
     }
 }
 
@@ -340,6 +453,27 @@ struct Job {
     run: Arc<Run>,
     plant: Plant,
     formats: OutputFormats,
+}
+
+/// Where runs are recorded and how.
+#[derive(Clone)]
+pub struct Recording {
+    /// The registry.
+    pub registry: Registry,
+    /// Time series kept in the registry.
+    pub series: Series,
+    /// Batching of the registry writer.
+    pub writer: WriterOptions,
+}
+
+/// What the worker shares with each run it executes.
+#[derive(Clone)]
+struct Context {
+    runs_dir: PathBuf,
+    feed: Arc<StatusFeed>,
+    metrics: Arc<Metrics>,
+    hook: Option<crate::PlantHook>,
+    recording: Recording,
 }
 
 /// The registry of runs and the queue in front of the plant.
@@ -351,77 +485,106 @@ pub struct Runs {
     counter: AtomicU64,
     feed: Arc<StatusFeed>,
     metrics: Arc<Metrics>,
+    registry: Registry,
 }
 
 impl Runs {
-    /// Creates the registry and starts its worker on the current tokio runtime.
-    pub fn start(
+    /// Reads the runs of earlier server processes from the registry (marking those that were
+    /// queued or running `interrupted`), then starts the worker on the current tokio runtime.
+    pub async fn start(
         runs_dir: PathBuf,
         queue_capacity: usize,
         feed: Arc<StatusFeed>,
         metrics: Arc<Metrics>,
         hook: Option<crate::PlantHook>,
-    ) -> Arc<Self> {
+        recording: Recording,
+    ) -> Result<Arc<Self>, cellfab_registry::RegistryError> {
+        let registry = recording.registry.clone();
+        registry.mark_interrupted(&now()).await?;
+        let mut restored = Vec::new();
+        for record in registry.runs().await? {
+            restored.push(Arc::new(Run::restored(record, &registry).await?));
+        }
         let (tx, rx) = mpsc::channel(queue_capacity.max(1));
         let runs = Arc::new(Self {
             runs_dir: runs_dir.clone(),
-            list: Mutex::new(Vec::new()),
+            list: Mutex::new(restored),
             queue: tx,
             queue_capacity: queue_capacity.max(1),
             counter: AtomicU64::new(0),
             feed: feed.clone(),
             metrics: metrics.clone(),
+            registry,
         });
-        tokio::spawn(worker(rx, runs_dir, feed, metrics, hook));
-        runs
+        tokio::spawn(worker(rx, Context { runs_dir, feed, metrics, hook, recording }));
+        Ok(runs)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Run>>> {
         self.list.lock().expect("run list lock")
     }
 
-    /// Queues a validated plant with the default outputs (the seed layout). A full queue is
-    /// 429 and changes nothing.
-    pub fn submit(&self, plant: Plant, source: &'static str) -> Result<Arc<Run>, ApiError> {
-        self.submit_with_formats(plant, source, OutputFormats::default())
+    /// Queues a validated plant with the default outputs (the seed layout) and records it
+    /// in the registry. A full queue is 429 and changes nothing.
+    pub async fn submit(&self, plant: Plant, source: &'static str) -> Result<Arc<Run>, ApiError> {
+        self.submit_with_formats(plant, source, OutputFormats::default()).await
     }
 
-    /// Queues a validated plant that writes the given outputs (seed layout and/or tables).
-    pub fn submit_with_formats(
+    /// Queues a validated plant that writes the given outputs (seed layout and/or tables) and
+    /// records it in the registry. A full queue is 429 and changes nothing.
+    pub async fn submit_with_formats(
         &self,
         plant: Plant,
         source: &'static str,
         formats: OutputFormats,
     ) -> Result<Arc<Run>, ApiError> {
-        let mut list = self.lock();
         let stamp = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
         let seed = plant.config().plant.seed;
         let id = loop {
             let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
             let id = format!("run-{stamp}-s{seed}-{n}");
-            if !self.runs_dir.join(&id).exists() {
+            if !self.runs_dir.join(&id).exists() && !self.lock().iter().any(|r| r.id == id) {
                 break id;
             }
         };
         let run = Arc::new(Run::new(id, source, &plant));
-        match self.queue.try_send(Job { run: run.clone(), plant, formats }) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(ApiError::new(
+        self.registry
+            .insert_run(&run.record(&plant))
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot record the run: {e}")))?;
+        let refused = {
+            let mut list = self.lock();
+            match self.queue.try_send(Job { run: run.clone(), plant, formats }) {
+                Ok(()) => {
+                    list.push(run.clone());
+                    None
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => Some(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "queue_full",
                     format!(
                         "the run queue is full ({} runs waiting); retry when a run has finished",
                         self.queue_capacity
                     ),
-                ))
+                )),
+                Err(mpsc::error::TrySendError::Closed(_)) => Some(ApiError::internal("the run worker has stopped")),
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(ApiError::internal("the run worker has stopped")),
+        };
+        if let Some(e) = refused {
+            self.registry
+                .delete_run(&run.id)
+                .await
+                .map_err(|e| ApiError::internal(format!("cannot forget a refused run: {e}")))?;
+            return Err(e);
         }
-        list.push(run.clone());
         self.metrics.runs_submitted.fetch_add(1, Ordering::Relaxed);
         self.feed.push(&format!("Run {} queued ({} batch(es), seed {seed})", run.id, run.batches));
         Ok(run)
+    }
+
+    /// The registry behind the runs.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// A run by id.
@@ -448,8 +611,8 @@ impl Runs {
         self.lock().iter().rev().find(|r| r.status() == RunStatus::Finished).cloned()
     }
 
-    /// Cancels every run, waits for them to stop, forgets them and deletes their folders.
-    /// Returns how many runs were cleared.
+    /// Cancels every run, waits for them to stop, forgets them (in the registry too) and
+    /// deletes their folders. Returns how many runs were cleared.
     pub async fn reset(&self) -> Result<usize, ApiError> {
         let runs: Vec<Arc<Run>> = std::mem::take(&mut *self.lock());
         for run in &runs {
@@ -461,6 +624,10 @@ impl Runs {
             }
         }
         for run in &runs {
+            self.registry
+                .delete_run(&run.id)
+                .await
+                .map_err(|e| ApiError::internal(format!("cannot delete run {} from the registry: {e}", run.id)))?;
             if let Some(folder) = run.folder() {
                 match tokio::fs::remove_dir_all(&folder).await {
                     Ok(()) => {}
@@ -473,32 +640,47 @@ impl Runs {
     }
 }
 
-async fn worker(
-    mut rx: mpsc::Receiver<Job>,
-    runs_dir: PathBuf,
-    feed: Arc<StatusFeed>,
-    metrics: Arc<Metrics>,
-    hook: Option<crate::PlantHook>,
-) {
+/// Records the end of a run in the registry, then in memory (where waiting clients see it).
+/// A registry failure is reported on the status feed: the run folder still holds the full
+/// record.
+async fn finish(run: &Run, status: RunStatus, error: Option<String>, plant_end_t_s: Option<f64>, cx: &Context) {
+    let finished_at = now();
+    let registry = &cx.recording.registry;
+    if let Err(e) = registry.set_ended(&run.id, status.name(), &finished_at, error.as_deref(), plant_end_t_s).await {
+        cx.feed.push(&format!("Error: run {}: cannot record its end in the registry: {e}", run.id));
+    }
+    if let Some(kpis) = run.kpis() {
+        if let Err(e) = registry.set_kpis(&run.id, &kpis).await {
+            cx.feed.push(&format!("Error: run {}: cannot record its KPIs in the registry: {e}", run.id));
+        }
+    }
+    run.lock().finished_at = Some(finished_at);
+    run.end(status, error, plant_end_t_s, &cx.feed, &cx.metrics);
+}
+
+async fn worker(mut rx: mpsc::Receiver<Job>, cx: Context) {
     while let Some(job) = rx.recv().await {
         let run = job.run.clone();
         if run.cancel.is_cancelled() {
-            run.end(RunStatus::Cancelled, None, None, &feed, &metrics);
+            finish(&run, RunStatus::Cancelled, None, None, &cx).await;
             continue;
         }
-        let (dir, feed2, metrics2, hook2) = (runs_dir.clone(), feed.clone(), metrics.clone(), hook.clone());
-        if let Err(e) = tokio::task::spawn_blocking(move || execute(job, &dir, &feed2, &metrics2, hook2.as_ref())).await
-        {
-            run.end(RunStatus::Failed, Some(format!("the run crashed: {e}")), None, &feed, &metrics);
+        let cx2 = cx.clone();
+        let handle = tokio::runtime::Handle::current();
+        if let Err(e) = tokio::task::spawn_blocking(move || execute(job, &cx2, handle)).await {
+            finish(&run, RunStatus::Failed, Some(format!("the run crashed: {e}")), None, &cx).await;
         }
     }
 }
 
-/// Runs one plant to its end, writing its folder; blocking.
-fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metrics>, hook: Option<&crate::PlantHook>) {
+/// Runs one plant to its end, writing its folder (and its tables) and its registry rows;
+/// blocking.
+fn execute(job: Job, cx: &Context, handle: tokio::runtime::Handle) {
     let Job { run, plant, formats } = job;
+    let (feed, metrics, registry) = (&cx.feed, &cx.metrics, &cx.recording.registry);
+    let end = |status, error: Option<String>, plant_end| handle.block_on(finish(&run, status, error, plant_end, cx));
     let wall = Instant::now();
-    let created = SeedLayoutWriter::create(runs_dir, &run.id, plant.epoch())
+    let created = SeedLayoutWriter::create(&cx.runs_dir, &run.id, plant.epoch())
         .and_then(|w| if formats.seed_json { Ok(w) } else { w.without_sample_files() })
         .map_err(|e| e.to_string())
         .and_then(|w| match formats.tables.as_slice() {
@@ -508,18 +690,27 @@ fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metr
     let (mut writer, mut tables) = match created {
         Ok(x) => x,
         Err(e) => {
-            let msg = format!("cannot create the run folder in {}: {e}", runs_dir.display());
-            run.end(RunStatus::Failed, Some(msg), None, feed, metrics);
+            let msg = format!("cannot create the run folder in {}: {e}", cx.runs_dir.display());
+            end(RunStatus::Failed, Some(msg), None);
             return;
         }
     };
-    run.set_running(writer.run_dir().to_path_buf());
+    let folder = writer.run_dir().to_path_buf();
+    if let Err(e) = handle.block_on(registry.set_running(&run.id, &now(), &folder.to_string_lossy())) {
+        end(RunStatus::Failed, Some(format!("cannot record the run start in the registry: {e}")), None);
+        return;
+    }
+    run.set_running(folder);
     let events = plant.bus().subscribe(DEFAULT_SUBSCRIBER_CAPACITY, Delivery::Reliable);
     let cancel = plant.cancel_token();
+    let mut rows = EventRows::new(&run.id, plant.epoch(), cx.recording.series);
+    let mut sink: BatchSink =
+        cellfab_registry::writer::spawn(registry.clone(), cx.recording.writer.clone(), handle.clone());
     let handler = {
         let (run, feed, metrics) = (run.clone(), feed.clone(), metrics.clone());
         std::thread::spawn(move || {
             let mut write_error: Option<String> = None;
+            let mut store_error: Option<String> = None;
             let mut recorder = Recorder::default();
             for event in events.rx {
                 if write_error.is_none() {
@@ -532,23 +723,35 @@ fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metr
                         cancel.cancel();
                     }
                 }
+                if store_error.is_none() {
+                    rows.rows(&event, sink.buffer());
+                    if let Err(e) = sink.flush_if_due() {
+                        store_error = Some(format!("writing the registry: {e}"));
+                        cancel.cancel();
+                    }
+                }
                 recorder.observe(&run, &event, &feed, &metrics);
             }
-            (writer, tables, write_error)
+            if store_error.is_none() {
+                if let Err(e) = sink.finish() {
+                    store_error = Some(format!("writing the registry: {e}"));
+                }
+            }
+            (writer, tables, write_error.or(store_error))
         })
     };
-    if let Some(hook) = hook {
+    if let Some(hook) = cx.hook.as_ref() {
         (hook.0)(&plant);
     }
     let report = plant.run();
     let (mut writer, tables, write_error) = match handler.join() {
         Ok(x) => x,
         Err(_) => {
-            run.end(RunStatus::Failed, Some("the file writer crashed".into()), None, feed, metrics);
+            end(RunStatus::Failed, Some("the file writer crashed".into()), None);
             return;
         }
     };
-    let (status, error, end) = match (report, write_error) {
+    let (status, error, plant_end) = match (report, write_error) {
         (_, Some(e)) => (RunStatus::Failed, Some(e), None),
         (Ok(report), None) => {
             let config = serde_json::to_value(plant.config()).unwrap_or_default();
@@ -568,7 +771,7 @@ fn execute(job: Job, runs_dir: &Path, feed: &Arc<StatusFeed>, metrics: &Arc<Metr
         (Err(PlantError::Cancelled), None) => (RunStatus::Cancelled, None, None),
         (Err(e), None) => (RunStatus::Failed, Some(e.to_string()), None),
     };
-    run.end(status, error, end, feed, metrics);
+    end(status, error, plant_end);
 }
 
 /// Turns plant events into run state, status messages and live JSON.

@@ -30,6 +30,14 @@ pub struct ServeArgs {
     /// Runs that may wait in the queue.
     #[arg(long, default_value_t = cellfab_server::DEFAULT_QUEUE_CAPACITY)]
     queue: usize,
+    /// Run registry: sqlite://FILE or postgres://USER:PASSWORD@HOST:PORT/DB (default: the
+    /// SQLite file DATA-DIR/cellfab.sqlite).
+    #[arg(long)]
+    database: Option<String>,
+    /// Time series kept in the registry: "full" or a resolution in seconds of stage time
+    /// (e.g. 10); the run folders always keep every sample.
+    #[arg(long, default_value = "full")]
+    series: cellfab_registry::Series,
     /// Publish every run's samples, status changes, final results and alarms (MQTT / IoT Hub).
     #[command(flatten)]
     iot: crate::iot::PublishArgs,
@@ -44,6 +52,8 @@ impl Default for ServeArgs {
             config: None,
             allow_origins: Vec::new(),
             queue: cellfab_server::DEFAULT_QUEUE_CAPACITY,
+            database: None,
+            series: cellfab_registry::Series::Full,
             iot: crate::iot::PublishArgs::default(),
         }
     }
@@ -60,6 +70,15 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         config.allowed_origins = args.allow_origins.clone();
     }
     config.queue_capacity = args.queue;
+    config.database = match &args.database {
+        Some(url) => url.clone(),
+        None => {
+            std::fs::create_dir_all(&args.data_dir)
+                .with_context(|| format!("cannot create the data folder {}", args.data_dir.display()))?;
+            format!("sqlite://{}", args.data_dir.join("cellfab.sqlite").display())
+        }
+    };
+    config.series = args.series;
     // one publisher (and one durable outbox) for the server's lifetime, attached to every run
     let publisher = crate::iot::start(&args.iot, &args.data_dir.join(".cellfab-outbox"))?.map(std::sync::Arc::new);
     if let Some(p) = &publisher {
@@ -69,6 +88,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             drop(p.attach(plant.bus(), plant.epoch()));
         })));
     }
+    let database = config.database.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = async {
@@ -80,9 +100,22 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         // A closed stdout (a supervisor that stopped reading) must not stop the server.
         let _ = writeln!(
             std::io::stdout(),
-            "cellfab serving on http://{local} (data in {})\nAPI docs: http://{local}/api/v1/docs",
-            args.data_dir.display()
+            "cellfab serving on http://{local} (data in {}, registry {})\nAPI docs: http://{local}/api/v1/docs",
+            args.data_dir.display(),
+            redact(&database)
         );
         server.await.context("server stopped")
     })
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
