@@ -71,6 +71,15 @@ impl ConnectionString {
         let host_name = host.filter(|h| !h.is_empty()).ok_or_else(|| missing("HostName"))?;
         let device_id = device.filter(|d| !d.is_empty()).ok_or_else(|| missing("DeviceId"))?;
         let key = key.filter(|k| !k.is_empty()).ok_or_else(|| missing("SharedAccessKey"))?;
+        // Both names end up in the MQTT user name, client id and topics: no control characters,
+        // no topic separators or wildcards (IoT Hub device ids never hold them either).
+        for (name, value) in [("HostName", &host_name), ("DeviceId", &device_id)] {
+            if let Some(c) = value.chars().find(|c| c.is_control() || matches!(c, '/' | '+' | '#')) {
+                return Err(IotError::ConnectionString {
+                    reason: format!("{name} {value:?} holds {c:?}, which cannot be part of an MQTT client id or topic"),
+                });
+            }
+        }
         let key = base64::engine::general_purpose::STANDARD
             .decode(key.as_bytes())
             .map_err(|_| IotError::ConnectionString { reason: "SharedAccessKey is not valid base64".into() })?;
@@ -131,6 +140,21 @@ mod tests {
     /// f"SharedAccessSignature sr={uri}&sig={quote_plus(sig)}&se=1767225604"
     /// ```
     const VECTOR: &str = "SharedAccessSignature sr=my-hub.azure-devices.net%2Fdevices%2Fline_1.coater~A&sig=3Q4xqdam%2FE2l1auXCSChV8Ol%2BlPR1Nxi9yh4V9JuNm4%3D&se=1767225604";
+
+    #[test]
+    fn names_that_cannot_be_mqtt_names_are_refused() {
+        // found by the connection_string fuzz target: a NUL in the device id reached the topic
+        for cs in [
+            "HostName=h.azure-devices.net;DeviceId=line-2\0\0;SharedAccessKey=c2VjcmV0",
+            "HostName=h.azure-devices.net;DeviceId=a/b;SharedAccessKey=c2VjcmV0",
+            "HostName=h.azure-devices.net;DeviceId=#;SharedAccessKey=c2VjcmV0",
+            "HostName=h\n.net;DeviceId=d;SharedAccessKey=c2VjcmV0",
+        ] {
+            let e = ConnectionString::parse(cs).unwrap_err().to_string();
+            assert!(e.contains("cannot be part of an MQTT client id or topic"), "{e}");
+            assert!(!e.contains("c2VjcmV0"), "the key is never repeated: {e}");
+        }
+    }
 
     #[test]
     fn sas_token_matches_the_independently_computed_vector() {
