@@ -16,8 +16,8 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod events;
-pub mod kpi;
 pub mod faults;
+pub mod kpi;
 pub mod pacing;
 pub mod parallel;
 

@@ -235,7 +235,11 @@ impl StageParams for MixingParams {
                 "viscosity_window_pa_s",
                 hi,
                 "Pa·s",
-                format!("window minimum must be below its maximum, got [{}, {}]", crate::error::fmt_num(lo), crate::error::fmt_num(hi)),
+                format!(
+                    "window minimum must be below its maximum, got [{}, {}]",
+                    crate::error::fmt_num(lo),
+                    crate::error::fmt_num(hi)
+                ),
             ));
         }
         check_range("max_agglomerate_frac", self.max_agglomerate_frac, 0.0, 1.0, "")?;
