@@ -247,7 +247,12 @@ impl PlantConfig {
     pub fn merged(&self, overrides: serde_json::Value) -> Result<Self, PlantError> {
         let mut base = serde_json::to_value(self).map_err(|e| PlantError::Config(e.to_string()))?;
         merge(&mut base, overrides);
-        serde_json::from_value(base).map_err(|e| PlantError::Config(e.to_string()))
+        // name the key that failed (`cell.formation.channels: invalid type …`), not just the type
+        serde_path_to_error::deserialize(base).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            PlantError::Config(if path == "." { inner.to_string() } else { format!("{path}: {inner}") })
+        })
     }
 
     /// The default configuration as TOML.

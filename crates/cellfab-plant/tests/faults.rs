@@ -93,6 +93,9 @@ fn run(c: PlantConfig) -> Run {
                 _ => {}
             }
         }
+        // the lines run on their own threads: labels of different lines arrive in any order,
+        // their ids are fixed (the run folder's fault_labels.jsonl is sorted by id)
+        r.labels.sort_by_key(|l| l.label_id);
         r
     });
     plant.run().unwrap();
