@@ -61,7 +61,15 @@ fn line_name(line: Line) -> String {
 }
 
 /// The message for one plant event, if the event is published.
-pub fn from_event(prefix: &str, epoch: jiff::Timestamp, event: &PlantEvent) -> Option<Message> {
+///
+/// `fault_codes` holds the codes of the fault labels seen so far, for the samples' `"fault"`
+/// key (the payload equals the sample file's record).
+pub fn from_event(
+    prefix: &str,
+    epoch: jiff::Timestamp,
+    event: &PlantEvent,
+    fault_codes: &std::collections::BTreeMap<u32, &'static str>,
+) -> Option<Message> {
     let on_machine = |m: &MachineRef, kind: Kind, payload: Map<String, Value>| Message {
         topic: topic(prefix, &line_name(m.line), &m.machine_id, kind),
         kind,
@@ -69,10 +77,10 @@ pub fn from_event(prefix: &str, epoch: jiff::Timestamp, event: &PlantEvent) -> O
     };
     match event {
         PlantEvent::Sample { machine, .. } => {
-            cellfab_store::seed::seed_record(epoch, event).map(|r| on_machine(machine, Kind::Telemetry, r))
+            cellfab_store::seed::seed_record(epoch, event, fault_codes).map(|r| on_machine(machine, Kind::Telemetry, r))
         }
         PlantEvent::StageFinished { machine, .. } => {
-            cellfab_store::seed::seed_record(epoch, event).map(|r| on_machine(machine, Kind::Final, r))
+            cellfab_store::seed::seed_record(epoch, event, fault_codes).map(|r| on_machine(machine, Kind::Final, r))
         }
         PlantEvent::MachineOn { t_s, machine } | PlantEvent::MachineOff { t_s, machine } => {
             let on = matches!(event, PlantEvent::MachineOn { .. });

@@ -253,8 +253,12 @@ impl Publisher {
                 }
                 Err(_) => {}
             };
+            let mut fault_codes = std::collections::BTreeMap::new();
             for event in sub.rx {
-                let Some(message) = from_event(&prefix, epoch, &event) else { continue };
+                if let cellfab_plant::PlantEvent::FaultLabel { label } = event.as_ref() {
+                    fault_codes.insert(label.label_id, label.code.as_str());
+                }
+                let Some(message) = from_event(&prefix, epoch, &event, &fault_codes) else { continue };
                 for m in batcher.add(message) {
                     send(m, &mut queued);
                 }

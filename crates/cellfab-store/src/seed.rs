@@ -220,23 +220,9 @@ impl SeedLayoutWriter {
         Ok(())
     }
 
-    /// The `"fault"` key of a sample record: `"none"`, or the codes of the labels the sample
-    /// carries (its `fault_labels`), in label order, joined by `+`.
+    /// The `"fault"` key of a sample record (see [`fault_key`]).
     fn fault_key(&self, sample: &Value) -> String {
-        let mut codes: Vec<&str> = Vec::new();
-        let ids = sample.get("fault_labels").and_then(Value::as_array).into_iter().flatten();
-        for id in ids.filter_map(Value::as_u64) {
-            if let Some((code, _)) = self.fault_labels.get(&(id as u32)) {
-                if !codes.contains(code) {
-                    codes.push(code);
-                }
-            }
-        }
-        if codes.is_empty() {
-            "none".into()
-        } else {
-            codes.join("+")
-        }
+        fault_key(sample, |id| self.fault_labels.get(&id).map(|(code, _)| *code))
     }
 
     /// Closes the JSON Lines files and writes `manifest.json` last.
@@ -314,13 +300,21 @@ fn record_base(epoch_us: i64, machine: &MachineRef, t_s: f64, stage_time_s: f64)
 
 /// The record a sample or final-result event writes to its seed-layout file (same keys, same
 /// values), for sinks other than files (MQTT); `None` for every other event.
-pub fn seed_record(epoch: jiff::Timestamp, event: &PlantEvent) -> Option<LegacyRecord> {
+/// `fault_codes` maps the fault labels seen so far (their `FaultLabel` events come before the
+/// samples that carry them) to their codes, for the sample's `"fault"` key.
+pub fn seed_record(
+    epoch: jiff::Timestamp,
+    event: &PlantEvent,
+    fault_codes: &BTreeMap<u32, &'static str>,
+) -> Option<LegacyRecord> {
     let epoch_us = epoch.as_microsecond();
     match event {
         PlantEvent::Sample { t_s, machine, sample, .. } => {
             let (mut rec, _) = record_base(epoch_us, machine, *t_s, sample.stage_time_s());
             sample.legacy(&mut rec);
-            rec.insert("cellfab".into(), sample.to_json());
+            let json = sample.to_json();
+            rec.insert("fault".into(), Value::String(fault_key(&json, |id| fault_codes.get(&id).copied())));
+            rec.insert("cellfab".into(), json);
             Some(rec)
         }
         PlantEvent::StageFinished { t_s, machine, duration_s, result, .. } => {
@@ -330,6 +324,25 @@ pub fn seed_record(epoch: jiff::Timestamp, event: &PlantEvent) -> Option<LegacyR
             Some(rec)
         }
         _ => None,
+    }
+}
+
+/// The `"fault"` key of a sample record: `"none"`, or the codes of the labels the sample
+/// carries (its `fault_labels`), in label order, joined by `+`; `code_of` looks a label up.
+pub fn fault_key(sample: &Value, code_of: impl Fn(u32) -> Option<&'static str>) -> String {
+    let mut codes: Vec<&str> = Vec::new();
+    let ids = sample.get("fault_labels").and_then(Value::as_array).into_iter().flatten();
+    for id in ids.filter_map(Value::as_u64) {
+        if let Some(code) = code_of(id as u32) {
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+    }
+    if codes.is_empty() {
+        "none".into()
+    } else {
+        codes.join("+")
     }
 }
 
