@@ -2,8 +2,9 @@
 //! body size, and turns every way a body can be wrong into an [`ApiError`] naming the field:
 //! malformed JSON (400 `malformed_json`), an unknown field (422 `unknown_field`), a wrong type
 //! (422 `invalid_type`), a missing field (422 `missing_field`), anything else (422
-//! `invalid_value`), a body that is not an object (422 `invalid_type`), a body over [`MAX_BODY_BYTES`] (413 `payload_too_large`). An empty body
-//! reads as `{}`.
+//! `invalid_value`), a body that is not an object (422 `invalid_type`), a body over [`MAX_BODY_BYTES`] (413 `payload_too_large`), a body
+//! still arriving at the request's deadline (408 `request_timeout`, [`crate::limits`]). An
+//! empty body reads as `{}`.
 
 use crate::error::ApiError;
 use axum::extract::{FromRequest, Request};
@@ -29,13 +30,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// the answer instead of a reset connection; a larger body is cut off.
 const DRAIN_LIMIT_BYTES: usize = 64 << 20;
 
-/// Reads a whole body of at most [`MAX_BODY_BYTES`].
+/// Reads a whole body of at most [`MAX_BODY_BYTES`], by the request's
+/// [`Deadline`](crate::limits::Deadline) if it has one (408 `request_timeout` after it).
 pub async fn read_body(req: Request) -> Result<axum::body::Bytes, ApiError> {
     use tokio_stream::StreamExt;
+    let deadline = req.extensions().get::<crate::limits::Deadline>().copied();
     let mut stream = req.into_body().into_data_stream();
     let mut buf: Vec<u8> = Vec::new();
     let mut seen = 0usize;
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let next = match deadline {
+            Some(d) => {
+                tokio::time::timeout_at(d.at, stream.next()).await.map_err(|_| d.error("sending the request body"))?
+            }
+            None => stream.next().await,
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("cannot read the request body: {e}"))
         })?;

@@ -10,11 +10,17 @@
 //! downloads read. Every error is JSON
 //! `{"error": {"code", "message", "field"?}}` ([`error`]). Build the router with [`router`]
 //! (tests call it directly) or bind and serve with [`serve`].
+//!
+//! Every request passes, outermost first: CORS (an allow-list of origins), the access token
+//! ([`auth`], when one is configured), the body size limit and the request time limit
+//! ([`limits`]).
 
 pub mod api;
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod legacy;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod runs;
@@ -58,6 +64,11 @@ pub struct ServerConfig {
     pub series: cellfab_registry::Series,
     /// Batching of registry writes (and an artificial delay, for tests).
     pub writer: cellfab_registry::WriterOptions,
+    /// Access token the API and the prototype's routes require (`None` = open; see
+    /// [`auth`]). Its `Debug` shows `Secret(***)`.
+    pub token: Option<auth::Secret>,
+    /// Time a request may take to send its body and get its response head ([`limits`]).
+    pub request_timeout: std::time::Duration,
 }
 
 /// The registry of a server that keeps no history across restarts.
@@ -85,6 +96,8 @@ impl ServerConfig {
             database: MEMORY_DATABASE.into(),
             series: cellfab_registry::Series::Full,
             writer: cellfab_registry::WriterOptions::default(),
+            token: None,
+            request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -160,7 +173,7 @@ async fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
     let cors = tower_http::cors::CorsLayer::new()
         .allow_origin(origins)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([axum::http::header::CONTENT_TYPE]);
+        .allow_headers([axum::http::header::CONTENT_TYPE, axum::http::header::AUTHORIZATION]);
     let router = Router::new()
         // the web UI (web/dist, embedded in the binary) at / and every client-side path
         .route("/", axum::routing::get(ui::index))
@@ -169,6 +182,9 @@ async fn app(config: ServerConfig) -> Result<(Router, AppState), ServerError> {
         .fallback(ui::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(config.request_timeout, limits::timeout))
+        .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(auth::Guard::new(config.token.as_ref()), auth::require))
         .layer(cors);
     Ok((router, state))
 }

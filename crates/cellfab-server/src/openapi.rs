@@ -299,7 +299,7 @@ code{background:#f3f3f3;padding:0 .2rem}td{padding:0 .5rem;vertical-align:top}</
 <body><h1>cellfab API</h1><p>Machine-readable: <a href="openapi.json">openapi.json</a>.
 Errors are <code>{"error": {"code", "message", "field"}}</code>.</p><div id="ops">loading…</div>
 <script>
-fetch('openapi.json').then(r => r.json()).then(doc => {
+fetch('openapi.json' + location.search).then(r => r.json()).then(doc => {
   const esc = s => String(s).replace(/[&<>]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;'}[c]));
   let html = '';
   for (const [path, ops] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(ops)) {
