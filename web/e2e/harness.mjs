@@ -25,16 +25,17 @@ export async function within(ms, what, fn) {
   }
 }
 
-/** Starts `cellfab serve --port 0` with a small plant (fast cell line); returns its URL. */
-export async function startServer(cleanups) {
-  if (process.env.CELLFAB_URL) return process.env.CELLFAB_URL.replace(/\/$/, "");
+/** Starts `cellfab serve --port 0` with a small plant (fast cell line) and `extraArgs`
+ * (e.g. `--token T`); returns its URL. */
+export async function startServer(cleanups, extraArgs = []) {
+  if (process.env.CELLFAB_URL && extraArgs.length === 0) return process.env.CELLFAB_URL.replace(/\/$/, "");
   const bin = resolve(WEB_DIR, process.env.CELLFAB_BIN ?? "../target/release/cellfab");
   if (!existsSync(bin)) throw new Error(`no server binary at ${bin}: build it (cargo build --release -p cellfab) or set CELLFAB_URL / CELLFAB_BIN`);
   const dir = mkdtempSync(join(tmpdir(), "cellfab-e2e-"));
   const config = join(dir, "plant.json");
   const maxCells = Number(process.env.E2E_MAX_CELLS ?? 32);
   writeFileSync(config, JSON.stringify({ cell: { assembly: { max_cells: maxCells } } }));
-  const child = spawn(bin, ["serve", "--port", "0", "--data-dir", join(dir, "data"), "--config", config], {
+  const child = spawn(bin, ["serve", "--port", "0", "--data-dir", join(dir, "data"), "--config", config, ...extraArgs], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   cleanups.push(() => child.kill("SIGTERM"));

@@ -6,7 +6,9 @@
 //   4. fix both, start a paced run: machines change state, the log grows, the chart gets
 //      points, the run completes;
 //   5. the Anode download is a zip holding the run's Anode files;
-//   6. reload: the run is in the history; keyboard reaches a machine; the narrow layout fits.
+//   6. reload: the run is in the history; keyboard reaches a machine; the narrow layout fits;
+//   7. a server started with --token: the page asks for the token, takes it, and runs; a
+//      `?token=` link opens the UI directly and leaves the address bar clean.
 //
 // Usage (from web/): npm run build && node e2e/run.mjs
 //   CELLFAB_URL=http://127.0.0.1:8000  use a running server instead of starting one
@@ -212,6 +214,40 @@ async function main() {
     await page.locator(".history-card", { hasText: "No runs yet." }).waitFor();
     const runs = (await api("/api/v1/runs")).runs;
     check(runs.length === 0, `the server lists no runs after the reset (${runs.length})`);
+  });
+
+  await stage("a server with a token asks for it, accepts it and runs a batch", async () => {
+    const token = `e2e-${process.pid}-${Date.now()}`;
+    const secured = await startServer(cleanups, ["--token", token]);
+    const auth = { headers: { Authorization: `Bearer ${token}` } };
+    const locked = await fetch(secured + "/api/v1/runs");
+    check(locked.status === 401, `the API refuses a request without the token (${locked.status})`);
+    const p2 = await context.newPage();
+    p2.setDefaultTimeout(STEP_MS);
+    await p2.goto(secured);
+    const field = p2.locator('input[name="access-token"]');
+    await field.waitFor();
+    await shot("access-token.png", p2);
+    await field.fill(token);
+    await p2.getByRole("button", { name: "Continue" }).click();
+    await p2.locator('input[name="anode-AM"]').waitFor();
+    await p2.selectOption('select[name="speed"]', "max");
+    await p2.click("button.primary");
+    await p2.locator('.run-status [data-status="finished"]').waitFor({ timeout: RUN_TIMEOUT_MS });
+    const runs = (await fetch(secured + "/api/v1/runs", auth).then((r) => r.json())).runs;
+    check(runs.length === 1 && runs[0].status === "finished", `the server ran the batch (${JSON.stringify(runs.map((r) => r.status))})`);
+    const [download] = await Promise.all([p2.waitForEvent("download"), p2.click('a[data-scope="anode"]')]);
+    const file = join(OUT_DIR, "anode-token.zip");
+    await download.saveAs(file);
+    check(zipEntries(file).length > 0, "the download link carries the token");
+    await p2.close();
+    // a link with ?token= opens the UI at once and the token leaves the address bar
+    const p3 = await (await launch(cleanups)).newPage();
+    p3.setDefaultTimeout(STEP_MS);
+    await p3.goto(`${secured}/?token=${encodeURIComponent(token)}`);
+    await p3.locator(`tr[data-run="${runs[0].id}"]`).waitFor();
+    check(!p3.url().includes("token"), `the token left the address bar (${p3.url()})`);
+    check((await p3.locator('input[name="access-token"]').count()) === 0, "no token form");
   });
 
   await stage("no console errors", async () => {

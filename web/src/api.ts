@@ -1,6 +1,8 @@
 // Every call the UI makes to `cellfab serve`, in one place: adapting to a changed server is
 // this file only. Same origin by default (the server serves the bundle); the Vite dev server
-// proxies these paths.
+// proxies these paths. The access token (token.ts) goes on every request.
+
+import { authHeaders, reportUnauthorized, withToken } from "./token";
 
 /** A JSON object of the plant configuration (any subset of GET /api/v1/config/default). */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -106,7 +108,7 @@ async function call<T>(path: string, init?: RequestInit): Promise<T> {
   try {
     response = await fetch(apiBase() + path, {
       ...init,
-      headers: init?.body ? { "Content-Type": "application/json" } : undefined,
+      headers: { ...(init?.body ? { "Content-Type": "application/json" } : {}), ...authHeaders() },
     });
   } catch (e) {
     throw new ApiError(0, "unreachable", `the server cannot be reached (${String(e)})`);
@@ -118,6 +120,7 @@ async function call<T>(path: string, init?: RequestInit): Promise<T> {
   } catch {
     body = undefined;
   }
+  if (response.status === 401) reportUnauthorized();
   if (!response.ok) {
     const err = (body as { error?: { code?: string; message?: string; field?: string } } | undefined)?.error;
     throw new ApiError(
@@ -147,16 +150,18 @@ export const api = {
     ),
 };
 
-/** Download links: the run's zip by scope, and the prototype's latest-run zips. */
+/** Download links (with `?token=`: a link cannot send a header): the run's zip by scope,
+ * and the prototype's latest-run zips. */
 export const downloads = {
   run: (id: string, scope: "anode" | "cathode" | "cell" | "all") =>
-    `${apiBase()}/api/v1/runs/${encodeURIComponent(id)}/download?scope=${scope}`,
-  latest: (which: "Anode" | "Cathode" | "all") => `${apiBase()}/files/${which}`,
+    withToken(`${apiBase()}/api/v1/runs/${encodeURIComponent(id)}/download?scope=${scope}`),
+  latest: (which: "Anode" | "Cathode" | "all") => withToken(`${apiBase()}/files/${which}`),
 };
 
-function wsUrl(path: string): string {
+/** A WebSocket URL (with `?token=`: a browser WebSocket cannot send a header). */
+export function wsUrl(path: string): string {
   const base = apiBase() || globalThis.location.origin;
-  return base.replace(/^http/, "ws") + path;
+  return withToken(base.replace(/^http/, "ws") + path);
 }
 
 /** Opens the live event stream of a run; returns a function that closes it. */
