@@ -19,7 +19,8 @@ const SPEEDS: Array<{ value: string; label: string }> = [
   { value: "custom", label: "Custom…" },
 ];
 
-const TERMINAL = new Set(["finished", "failed", "cancelled"]);
+// "interrupted": the server stopped while the run was in progress (it never resumes)
+const TERMINAL = new Set(["finished", "failed", "cancelled", "interrupted"]);
 
 function plantReducer(s: PlantState, a: { reset: true } | { event: JsonObject }): PlantState {
   return "reset" in a ? initialPlant() : reduce(s, a.event);

@@ -36,7 +36,7 @@ export interface Validation {
   errors: FieldError[];
 }
 
-export type RunStatus = "queued" | "running" | "finished" | "failed" | "cancelled";
+export type RunStatus = "queued" | "running" | "finished" | "failed" | "cancelled" | "interrupted";
 
 export interface MachineProgress {
   machine_id: string;
