@@ -272,11 +272,21 @@ pub fn document() -> Value {
         if r.method == "ws" {
             op["description"] = Value::from("WebSocket endpoint: connect with an HTTP upgrade (ws://).");
         }
+        let method = if r.method == "ws" { "get" } else { r.method };
+        let http_method = axum::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap_or_default();
+        if crate::auth::is_protected(&http_method, r.path) {
+            // the token is only required when the server was started with one
+            op["security"] = json!([{"bearerAuth": []}, {}]);
+            op["responses"]["401"] =
+                error_response("the server requires an access token and none or a wrong one was sent");
+        }
+        if r.body.is_some() {
+            op["responses"]["408"] = error_response("the request body took longer than the time limit to arrive");
+        }
         if let Some(body) = r.body {
             op["requestBody"] = json!({"required": body == "StartBoth", "content": {"application/json": {
                 "schema": {"$ref": format!("#/components/schemas/{body}")}}}});
         }
-        let method = if r.method == "ws" { "get" } else { r.method };
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[method] = op;
     }
@@ -285,8 +295,14 @@ pub fn document() -> Value {
         "info": {"title": "cellfab", "version": env!("CARGO_PKG_VERSION"),
                  "description": "A digital twin of a lithium-ion cell factory: the prototype's routes and the versioned API."},
         "paths": paths,
-        "components": {"schemas": schemas()}
+        "components": {"schemas": schemas(), "securitySchemes": {"bearerAuth": {
+            "type": "http", "scheme": "bearer",
+            "description": "Needed when the server runs with --token (or CELLFAB_TOKEN). GET and WebSocket requests may send ?token= instead."}}}
     })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
 /// The docs page: fetches `openapi.json` and lists every route.

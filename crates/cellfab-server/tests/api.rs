@@ -228,6 +228,18 @@ async fn openapi_document_is_openapi_3_and_lists_every_route() {
     ];
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(documented, routes.len(), "no undocumented and no extra operations");
+    assert_eq!(doc["components"]["securitySchemes"]["bearerAuth"]["scheme"], "bearer");
+    for (method, path, protected) in [
+        ("post", "/api/v1/runs", true),
+        ("get", "/ws/status", true),
+        ("get", "/api/v1/health", false),
+        ("get", "/", false),
+    ] {
+        let op = &paths[path][method];
+        assert_eq!(op["responses"]["401"].is_object(), protected, "401 documented on {method} {path}");
+        assert_eq!(op["security"].is_array(), protected, "security on {method} {path}");
+    }
+    assert!(paths["/api/v1/config/validate"]["post"]["responses"]["408"].is_object());
     for (method, path) in routes {
         let op = &paths[path][method];
         assert!(op["summary"].is_string() && op["responses"].is_object(), "{method} {path}");
