@@ -132,7 +132,8 @@ fn suite(args: &BenchArgs) -> Result<bool> {
             formats::batches(&args.batches, &args.batches_format, 1, &dir)?;
         }
         if let Some(n) = args.samples_endpoint {
-            server::samples_endpoint(n, 20, &dir)?;
+            // a slow endpoint on 10^6 samples takes seconds per call: fewer calls then
+            server::samples_endpoint(n, if n > 200_000 { 5 } else { 20 }, &dir)?;
         }
         if let Some(v) = args.fanout {
             server::fanout(v, args.fanout_speed, args.fanout_seconds, &dir)?;

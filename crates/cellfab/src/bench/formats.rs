@@ -185,7 +185,9 @@ fn child_run(args: &[String]) -> Result<ChildFigures> {
 pub fn batches(counts: &[u32], format: &str, repeat: u32, scratch: &Path) -> Result<()> {
     println!("\n== N batches, 64-cell lot, --format {format}, one `cellfab run` child per N (median of {repeat}) ==");
     let toml = scratch.join("trimmed.toml");
-    std::fs::write(&toml, "[cell.assembly]\nmax_cells = 64\n")?;
+    // the queue in front of the mixers must hold every batch of the run
+    let most = counts.iter().copied().max().unwrap_or(1).max(1);
+    std::fs::write(&toml, format!("[plant]\nqueue_capacity = {most}\n\n[cell.assembly]\nmax_cells = 64\n"))?;
     println!(
         "{:>6} {:>10} {:>12} {:>14} {:>12} {:>14}",
         "N", "wall s", "s per batch", "vs N x (N=1)", "peak RSS MB", "RSS vs N=10"
