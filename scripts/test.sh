@@ -46,6 +46,9 @@ source scripts/postgres.sh
 step "tests (release build: the cell line simulates ~15 000 cells per batch)"
 cargo test --workspace --release 2>&1 | tee target/test-output.txt
 
+step "benchmarks in quick mode (every part of cellfab bench, tiny; fails only on errors, asserts no timing)"
+target/release/cellfab bench --quick
+
 step "web UI end to end (Debian's Chromium driven by playwright-core against cellfab serve)"
 cargo build --release -p cellfab
 (cd web && node e2e/run.mjs) 2>&1 | tee target/e2e-output.txt

@@ -454,6 +454,61 @@ impl Registry {
             .collect()
     }
 
+    /// A machine's series downsampled in the database: the number of stored points in
+    /// `from..=to` and at most `max_points` of them, evenly spaced in the order of
+    /// [`Registry::samples`], first and last kept (positions `round(j (n-1) / (max-1))`).
+    /// Only the picked rows' documents leave the database, so the cost does not grow with
+    /// the JSON of the points that are skipped.
+    pub async fn samples_downsampled(
+        &self,
+        run_id: &str,
+        machine_id: &str,
+        from: Option<f64>,
+        to: Option<f64>,
+        max_points: usize,
+    ) -> Result<(u64, Vec<SampleRow>)> {
+        let vals = [
+            Val::text(run_id),
+            Val::text(machine_id),
+            Val::real(from.unwrap_or(f64::MIN)),
+            Val::real(to.unwrap_or(f64::MAX)),
+            Val::I(max_points.max(2) as i64),
+        ];
+        // k is picked when k = round(j (n-1)/(m-1)) for j = round(k (m-1)/(n-1)): with
+        // n > m the picks are more than 1 apart, so j is the only candidate
+        let rows = bind(
+            sqlx::query(
+                "WITH keys AS (SELECT batch, idx, ROW_NUMBER() OVER (ORDER BY batch, stage_time_s, idx) - 1 AS k, \
+                 COUNT(*) OVER () AS n FROM samples \
+                 WHERE run_id = $1 AND machine_id = $2 AND stage_time_s >= $3 AND stage_time_s <= $4) \
+                 SELECT s.batch, s.stage_time_s, s.fields, keys.n FROM keys JOIN samples s \
+                 ON s.run_id = $1 AND s.machine_id = $2 AND s.batch = keys.batch AND s.idx = keys.idx \
+                 WHERE keys.n <= $5 OR keys.k = ROUND(ROUND(keys.k * CAST($5 - 1 AS DOUBLE PRECISION) \
+                 / NULLIF(CAST(keys.n - 1 AS DOUBLE PRECISION), 0)) \
+                 * CAST(keys.n - 1 AS DOUBLE PRECISION) / CAST($5 - 1 AS DOUBLE PRECISION)) \
+                 ORDER BY keys.k",
+            ),
+            &vals,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let total = match rows.first() {
+            Some(r) => r.try_get::<i64, _>(3)? as u64,
+            None => 0,
+        };
+        let points = rows
+            .iter()
+            .map(|r| {
+                let fields = match json(r.try_get(2)?, "samples.fields")? {
+                    Value::Object(m) => m,
+                    _ => serde_json::Map::new(),
+                };
+                Ok(SampleRow { batch: r.try_get::<i64, _>(0)? as u32, stage_time_s: r.try_get(1)?, fields })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((total, points))
+    }
+
     /// Writes rows in one transaction, as multi-row inserts.
     pub async fn write(&self, rows: &[Row]) -> Result<()> {
         if rows.is_empty() {

@@ -403,12 +403,15 @@ async fn samples(
             ApiError::new(StatusCode::CONFLICT, "run_not_started", format!("run {id} has not started yet")).field("id")
         );
     }
-    let points: Vec<Point> = app
+    // the registry downsamples (Registry::samples_downsampled), so only the kept
+    // points' documents are read and parsed
+    let (total, rows) = app
         .runs
         .registry()
-        .samples(&id, machine, from, to)
+        .samples_downsampled(&id, machine, from, to, max_points)
         .await
-        .map_err(|e| ApiError::internal(format!("reading the registry: {e}")))?
+        .map_err(|e| ApiError::internal(format!("reading the registry: {e}")))?;
+    let points: Vec<Point> = rows
         .into_iter()
         .map(|row| Point {
             batch: row.batch as u64,
@@ -416,7 +419,7 @@ async fn samples(
             values: row.fields.into_iter().filter_map(|(k, v)| Some((k, v.as_f64()?))).collect(),
         })
         .collect();
-    let total = points.len();
+    let total = total as usize;
     let available: Vec<String> = {
         let mut names: Vec<String> = points.first().map(|p| p.values.keys().cloned().collect()).unwrap_or_default();
         names.sort();
@@ -435,11 +438,9 @@ async fn samples(
             .field("fields"));
         }
     }
-    let picked = downsample(total, max_points);
-    let rows: Vec<Value> = picked
-        .into_iter()
-        .map(|i| {
-            let p = &points[i];
+    let rows: Vec<Value> = points
+        .iter()
+        .map(|p| {
             let mut row = serde_json::Map::new();
             row.insert("batch".into(), Value::from(p.batch));
             row.insert("time_s".into(), Value::from(p.t_s));
@@ -459,17 +460,6 @@ async fn samples(
         "fields": fields.unwrap_or(available),
         "points": rows,
     })))
-}
-
-/// Indices of at most `max` points spread evenly over `n`, always keeping the first and last.
-fn downsample(n: usize, max: usize) -> Vec<usize> {
-    if n <= max {
-        return (0..n).collect();
-    }
-    let mut out: Vec<usize> =
-        (0..max).map(|k| ((k as f64) * (n - 1) as f64 / (max - 1) as f64).round() as usize).collect();
-    out.dedup();
-    out
 }
 
 struct Point {

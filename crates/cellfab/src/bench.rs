@@ -1,6 +1,12 @@
 //! `cellfab bench`: measures one default batch end to end (with and without writing the
-//! run folder) and each stage's model stepping alone. Figures go to docs/PERFORMANCE.md.
+//! run folder) and each stage's model stepping alone; with flags, the suite of
+//! docs/PERFORMANCE.md: one batch per output format (`--formats`), N batches in child
+//! processes (`--batches`), the samples endpoint (`--samples-endpoint`), websocket fan-out
+//! (`--fanout`), sweep throughput (`--sweep`), or every part tiny (`--quick`, for CI).
 //! Build with `--release`; a debug build measures the compiler, not the model.
+
+mod formats;
+mod server;
 
 use anyhow::Result;
 use cellfab_model::random::stream;
@@ -40,6 +46,117 @@ pub struct BenchArgs {
     /// `--threads` workers (0 = one per core), reporting points/s and rows/s.
     #[arg(long)]
     sweep: Option<u64>,
+    /// One batch end to end per output format (json seed layout, jsonl, parquet, csv), full
+    /// and 64-cell lot: wall time, bytes, MB/s.
+    #[arg(long)]
+    formats: bool,
+    /// N batches of the 64-cell lot in one `cellfab run` child per N: wall time and peak RSS.
+    /// Comma-separated list of N.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    batches: Vec<u32>,
+    /// Output format of the `--batches` series (jsonl, parquet, csv or json).
+    #[arg(long, default_value = "parquet")]
+    batches_format: String,
+    /// The samples endpoint: max_points=2000 over this many stored samples of one machine.
+    #[arg(long)]
+    samples_endpoint: Option<u64>,
+    /// Websocket fan-out: this many viewers of a paced 64-cell batch.
+    #[arg(long)]
+    fanout: Option<usize>,
+    /// Wall time of the paced run of `--fanout` [s].
+    #[arg(long, default_value_t = 10.0)]
+    fanout_seconds: f64,
+    /// Every part, tiny (CI): stage table of the electrode lines, 64-cell lot per format,
+    /// N = 1, 2, 4, 10 000 samples, 10 viewers of a run paced at 600x for 2 s, a 2-point sweep. Asserts no timing.
+    #[arg(long)]
+    quick: bool,
+    /// Plant seconds per wall second of the paced run of `--fanout`.
+    #[arg(long, default_value_t = 600.0)]
+    fanout_speed: f64,
+    /// `cellfab bench -- run ARGS`: runs `cellfab run ARGS` and prints this process's peak RSS
+    /// (the child of `--batches`).
+    #[arg(last = true, hide = true)]
+    child_run: Vec<String>,
+}
+
+/// The `cellfab run` of a `--batches` child.
+#[derive(clap::Parser)]
+struct ChildRun {
+    #[command(subcommand)]
+    run: ChildCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum ChildCommand {
+    Run(crate::run::RunArgs),
+}
+
+/// Best, median, 99th percentile and largest of a list of measurements.
+pub struct Summary {
+    best: f64,
+    median: f64,
+    p99: f64,
+    max: f64,
+}
+
+/// Summarises measurements (an empty list gives zeros).
+pub fn summary(mut v: Vec<f64>) -> Summary {
+    if v.is_empty() {
+        return Summary { best: 0.0, median: 0.0, p99: 0.0, max: 0.0 };
+    }
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Summary { best: v[0], median: at(0.5), p99: at(0.99), max: v[v.len() - 1] }
+}
+
+/// A scratch folder for one bench process, removed at the end.
+fn scratch() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cellfab-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The parts selected by flags; false when none was.
+fn suite(args: &BenchArgs) -> Result<bool> {
+    let any = args.formats || !args.batches.is_empty() || args.samples_endpoint.is_some() || args.fanout.is_some();
+    if !any {
+        return Ok(false);
+    }
+    let dir = scratch()?;
+    let r = args.repeat.max(1);
+    let result = (|| {
+        if args.formats {
+            formats::per_format(r, false, &dir)?;
+        }
+        if !args.batches.is_empty() {
+            formats::batches(&args.batches, &args.batches_format, 1, &dir)?;
+        }
+        if let Some(n) = args.samples_endpoint {
+            // a slow endpoint on 10^6 samples takes seconds per call: fewer calls then
+            server::samples_endpoint(n, if n > 200_000 { 5 } else { 20 }, &dir)?;
+        }
+        if let Some(v) = args.fanout {
+            server::fanout(v, args.fanout_speed, args.fanout_seconds, &dir)?;
+        }
+        anyhow::Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result.map(|()| true)
+}
+
+/// `--quick`: every part, tiny.
+fn quick(threads: usize) -> Result<()> {
+    let dir = scratch()?;
+    let result = (|| {
+        stage_table(1, true, threads)?;
+        formats::per_format(1, true, &dir)?;
+        formats::batches(&[1, 2, 4], "parquet", 1, &dir)?;
+        server::samples_endpoint(10_000, 3, &dir)?;
+        server::fanout(10, 600.0, 2.0, &dir)?;
+        sweep_throughput(2, threads, 1)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
@@ -135,8 +252,22 @@ where
 
 pub fn bench(args: BenchArgs) -> Result<()> {
     let r = args.repeat.max(1);
+    if !args.child_run.is_empty() {
+        let child =
+            <ChildRun as clap::Parser>::try_parse_from(std::iter::once("cellfab".to_string()).chain(args.child_run))?;
+        let ChildCommand::Run(run) = child.run;
+        crate::run::run(run)?;
+        println!("peak_rss_kb {}", formats::peak_rss_kb().unwrap_or(0));
+        return Ok(());
+    }
+    if args.quick {
+        return quick(args.threads);
+    }
     if let Some(points) = args.sweep {
         return sweep_throughput(points, args.threads, r);
+    }
+    if suite(&args)? {
+        return Ok(());
     }
     println!("cellfab bench ({} build, {} repetitions)", if cfg!(debug_assertions) { "DEBUG" } else { "release" }, r);
     let (best, median, files) = end_to_end(true, r)?;
@@ -145,9 +276,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     println!(
         "end to end, 1 default batch, all 11 stages, no sinks:                 best {best:.3} s, median {median:.3} s"
     );
+    stage_table(r, args.electrode_only, args.threads)
+}
 
+/// Each stage's model stepping alone, samples counted, not stored.
+fn stage_table(r: u32, electrode_only: bool, threads: usize) -> Result<()> {
     let c = PlantConfig::default();
-    let threads = if args.threads == 0 { Threads::available() } else { Threads::new(args.threads) };
+    let threads = if threads == 0 { Threads::available() } else { Threads::new(threads) };
     let parallel: &dyn Parallel = if threads.workers() == 1 { &Sequential } else { &threads };
     let mut rows = Vec::new();
     let mut reels = Vec::new();
@@ -160,7 +295,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let insp = stage::<Inspection>(&lc.inspection, line, &slit, r, parallel, &mut rows);
         reels.push(stage::<Rewinding>(&lc.rewinding, line, &insp, r, parallel, &mut rows));
     }
-    if !args.electrode_only {
+    if !electrode_only {
         let cathode = reels.pop().expect("cathode reels");
         let anode = reels.pop().expect("anode reels");
         let input = AssemblyInput { anode, cathode };
