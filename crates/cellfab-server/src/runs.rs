@@ -743,6 +743,14 @@ fn execute(job: Job, cx: &Context, handle: tokio::runtime::Handle) {
                 }
                 if store_error.is_none() {
                     rows.rows(&event, sink.buffer());
+                    // rows go to the registry only once their files are on disk, so that
+                    // after a crash every stored row has its file
+                    if sink.is_due() && write_error.is_none() {
+                        if let Err(e) = writer.sync() {
+                            write_error = Some(format!("writing the run folder: {e}"));
+                            cancel.cancel();
+                        }
+                    }
                     if let Err(e) = sink.flush_if_due() {
                         store_error = Some(format!("writing the registry: {e}"));
                         cancel.cancel();

@@ -88,8 +88,16 @@ impl AtomicAppender {
 /// directory-lock contention low. The queue to each worker is bounded: a slow disk applies
 /// back-pressure to whoever submits, nothing is dropped.
 pub struct WriterPool {
-    senders: Vec<std::sync::mpsc::SyncSender<(std::path::PathBuf, Vec<u8>)>>,
+    senders: Vec<std::sync::mpsc::SyncSender<Job>>,
     workers: Vec<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+/// What a pool worker is asked to do.
+enum Job {
+    /// Write one file.
+    File(std::path::PathBuf, Vec<u8>),
+    /// Answer once every file queued before has been written.
+    Sync(std::sync::mpsc::SyncSender<()>),
 }
 
 /// Files queued per worker before `submit` waits.
@@ -101,11 +109,18 @@ impl WriterPool {
         let mut senders = Vec::new();
         let mut workers = Vec::new();
         for _ in 0..threads.max(1) {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(std::path::PathBuf, Vec<u8>)>(WRITER_QUEUE);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(WRITER_QUEUE);
             senders.push(tx);
             workers.push(std::thread::spawn(move || {
                 let mut first_error = None;
-                for (path, bytes) in rx {
+                for job in rx {
+                    let (path, bytes) = match job {
+                        Job::File(path, bytes) => (path, bytes),
+                        Job::Sync(done) => {
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
                     if first_error.is_none() {
                         if let Err(e) = write_atomic(&path, &bytes) {
                             first_error = Some(e);
@@ -121,8 +136,20 @@ impl WriterPool {
     /// Queues one file; `shard` picks the worker (use the folder).
     pub fn submit(&self, shard: usize, path: std::path::PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
         self.senders[shard % self.senders.len()]
-            .send((path, bytes))
+            .send(Job::File(path, bytes))
             .map_err(|_| std::io::Error::other("file writer stopped"))
+    }
+
+    /// Waits until every file queued so far is written (or has failed: its error comes from
+    /// [`WriterPool::finish`]). A record of a file stored elsewhere (the run registry) after
+    /// this call never points to a file that a crash could still take away.
+    pub fn sync(&self) -> std::io::Result<()> {
+        for sender in &self.senders {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            sender.send(Job::Sync(tx)).map_err(|_| std::io::Error::other("file writer stopped"))?;
+            rx.recv().map_err(|_| std::io::Error::other("file writer stopped"))?;
+        }
+        Ok(())
     }
 
     /// Waits for every queued file; returns the first error.

@@ -130,7 +130,7 @@ fn kill_trial(phase: Phase, trial: u64, moments: &mut Moments) -> String {
 
     let a = Server::start(&data, &config, &[]);
     let id = a.submit(&format!(r#"{{"batches": 1, "seed": {}}}"#, 100 + trial));
-    a.wait_for(&id, &format!("{phase:?}"), Duration::from_secs(40), |r| phase.begun(r));
+    a.wait_for(&id, &format!("{phase:?}"), Duration::from_secs(90), |r| phase.begun(r));
     std::thread::sleep(delay);
     a.kill_9();
     let run_dir = data.join("runs").join(&id);
@@ -158,7 +158,7 @@ fn kill_trial(phase: Phase, trial: u64, moments: &mut Moments) -> String {
     if trial == 0 {
         // the restarted server runs the next run (once per phase: a whole run takes a while)
         let next = b.submit(r#"{"batches": 1}"#);
-        b.wait_for(&next, "finished", Duration::from_secs(40), |r| r["status"] == "finished");
+        b.wait_for(&next, "finished", Duration::from_secs(90), |r| r["status"] == "finished");
     }
     b.kill_9();
     assert_rows_match_files(&data, &id, status == "finished");

@@ -38,7 +38,7 @@ fn a_runs_folder_replaced_by_a_file_fails_the_run_by_name_and_the_next_run_works
     std::fs::remove_file(&runs).unwrap();
     std::fs::create_dir(&runs).unwrap();
     let next = server.submit(r#"{"batches": 1}"#);
-    server.wait_for(&next, "finished", Duration::from_secs(40), |r| r["status"] == "finished");
+    server.wait_for(&next, "finished", Duration::from_secs(90), |r| r["status"] == "finished");
     assert!(runs.join(&next).join("manifest.json").exists());
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -98,7 +98,7 @@ fn a_full_disk_fails_the_run_without_a_manifest_and_the_server_runs_the_next_onc
 
     let id = server.submit(r#"{"batches": 1, "seed": 4}"#);
     let run = server
-        .wait_for(&id, "failed", Duration::from_secs(40), |r| r["status"] != "running" && r["status"] != "queued");
+        .wait_for(&id, "failed", Duration::from_secs(90), |r| r["status"] != "running" && r["status"] != "queued");
     assert_eq!(run["status"], "failed", "{run}");
     let error = run["error"].as_str().unwrap_or_default();
     let run_dir = data.join("runs").join(&id);
@@ -118,7 +118,7 @@ fn a_full_disk_fails_the_run_without_a_manifest_and_the_server_runs_the_next_onc
     let lifted = Command::new("prlimit").arg(format!("--pid={}", server.pid())).arg("--fsize=unlimited").status();
     assert!(lifted.unwrap().success());
     let next = server.submit(r#"{"batches": 1, "seed": 4}"#);
-    server.wait_for(&next, "finished", Duration::from_secs(40), |r| r["status"] == "finished");
+    server.wait_for(&next, "finished", Duration::from_secs(90), |r| r["status"] == "finished");
     let (code, _) = server.call("GET", &format!("/api/v1/runs/{next}/download"), "");
     assert_eq!(code, 200);
     drop(server);
