@@ -85,15 +85,20 @@ impl BatchSink {
 
     /// Sends the batch if it is full or old enough. Blocks while the writer is behind.
     pub fn flush_if_due(&mut self) -> Result<()> {
-        if self.rows.len() >= self.options.max_rows
-            || (!self.rows.is_empty() && self.since.elapsed() >= self.options.max_age)
-        {
+        if self.is_due() {
             self.flush()?;
         }
         Ok(())
     }
 
     /// Sends what is buffered. Blocks while the writer is behind.
+    /// True when the buffered rows are due to be sent ([`BatchSink::flush_if_due`] would
+    /// send them).
+    pub fn is_due(&self) -> bool {
+        self.rows.len() >= self.options.max_rows
+            || (!self.rows.is_empty() && self.since.elapsed() >= self.options.max_age)
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());

@@ -56,6 +56,16 @@ impl Metrics {
             "Live events skipped for slow clients.",
             get(&self.live_skipped),
         );
+        // tasks of the runtime that serves this request: connections, live streams, run
+        // workers; a leak shows as a count that does not return to its baseline
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            line(
+                "cellfab_tokio_alive_tasks",
+                "gauge",
+                "Tasks alive in the server's tokio runtime.",
+                runtime.metrics().num_alive_tasks().to_string(),
+            );
+        }
         out
     }
 }

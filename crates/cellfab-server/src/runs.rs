@@ -500,7 +500,24 @@ impl Runs {
         recording: Recording,
     ) -> Result<Arc<Self>, cellfab_registry::RegistryError> {
         let registry = recording.registry.clone();
+        let unfinished: Vec<(String, PathBuf)> = registry
+            .runs()
+            .await?
+            .into_iter()
+            .filter(|r| matches!(RunStatus::from_name(&r.status), RunStatus::Queued | RunStatus::Running))
+            .filter_map(|r| Some((r.id, PathBuf::from(r.folder?))))
+            .collect();
         registry.mark_interrupted(&now()).await?;
+        // a killed process leaves the hidden temporary files it was writing; only complete
+        // files stay in the folders of interrupted runs
+        for (id, folder) in unfinished {
+            match cellfab_store::atomic::remove_temp_files(&folder) {
+                Ok(0) => {}
+                Ok(n) => feed.push(&format!("Run {id} interrupted: removed {n} unfinished temporary file(s)")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => feed.push(&format!("Error: run {id}: cannot clean {}: {e}", folder.display())),
+            }
+        }
         let mut restored = Vec::new();
         for record in registry.runs().await? {
             restored.push(Arc::new(Run::restored(record, &registry).await?));
@@ -690,7 +707,8 @@ fn execute(job: Job, cx: &Context, handle: tokio::runtime::Handle) {
     let (mut writer, mut tables) = match created {
         Ok(x) => x,
         Err(e) => {
-            let msg = format!("cannot create the run folder in {}: {e}", cx.runs_dir.display());
+            let not_a_folder = if cx.runs_dir.exists() && !cx.runs_dir.is_dir() { " (it is not a folder)" } else { "" };
+            let msg = format!("cannot create the run folder in {}{not_a_folder}: {e}", cx.runs_dir.display());
             end(RunStatus::Failed, Some(msg), None);
             return;
         }
@@ -700,7 +718,7 @@ fn execute(job: Job, cx: &Context, handle: tokio::runtime::Handle) {
         end(RunStatus::Failed, Some(format!("cannot record the run start in the registry: {e}")), None);
         return;
     }
-    run.set_running(folder);
+    run.set_running(folder.clone());
     let events = plant.bus().subscribe(DEFAULT_SUBSCRIBER_CAPACITY, Delivery::Reliable);
     let cancel = plant.cancel_token();
     let mut rows = EventRows::new(&run.id, plant.epoch(), cx.recording.series);
@@ -725,6 +743,14 @@ fn execute(job: Job, cx: &Context, handle: tokio::runtime::Handle) {
                 }
                 if store_error.is_none() {
                     rows.rows(&event, sink.buffer());
+                    // rows go to the registry only once their files are on disk, so that
+                    // after a crash every stored row has its file
+                    if sink.is_due() && write_error.is_none() {
+                        if let Err(e) = writer.sync() {
+                            write_error = Some(format!("writing the run folder: {e}"));
+                            cancel.cancel();
+                        }
+                    }
                     if let Err(e) = sink.flush_if_due() {
                         store_error = Some(format!("writing the registry: {e}"));
                         cancel.cancel();
@@ -771,6 +797,10 @@ fn execute(job: Job, cx: &Context, handle: tokio::runtime::Handle) {
         (Err(PlantError::Cancelled), None) => (RunStatus::Cancelled, None, None),
         (Err(e), None) => (RunStatus::Failed, Some(e.to_string()), None),
     };
+    if status != RunStatus::Finished {
+        // what a failed write left half-done is not part of the run
+        let _ = cellfab_store::atomic::remove_temp_files(&folder);
+    }
     end(status, error, plant_end);
 }
 

@@ -145,6 +145,11 @@ impl SeedLayoutWriter {
         self.tables.extend(entries);
     }
 
+    /// Waits until every file asked for so far is on disk (see [`WriterPool::sync`]).
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.pool.sync()
+    }
+
     /// The run folder.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
