@@ -24,9 +24,11 @@ fn naming(path: &Path, e: std::io::Error) -> std::io::Error {
 }
 
 /// True for the name of a file still being written: `.<name>.tmp` of [`write_atomic`] and
-/// [`AtomicAppender`], `.<name>.partial` of the tables (`crate::tables`).
+/// [`AtomicAppender`], `.<name>.partial` of the tables and `.<name>.spill` of their row spills
+/// (`crate::tables`, `crate::run_tables`).
 pub fn is_temp_name(name: &str) -> bool {
-    let stem = name.strip_suffix(".tmp").or_else(|| name.strip_suffix(".partial"));
+    let stem =
+        name.strip_suffix(".tmp").or_else(|| name.strip_suffix(".partial")).or_else(|| name.strip_suffix(".spill"));
     stem.is_some_and(|stem| stem.len() > 1 && stem.starts_with('.'))
 }
 
@@ -174,6 +176,7 @@ mod tests {
     fn temporary_names_are_hidden_tmp_or_partial_files() {
         assert!(is_temp_name(".manifest.json.tmp"));
         assert!(is_temp_name(".samples.parquet.partial"));
+        assert!(is_temp_name(".events.run0.spill"));
         assert!(!is_temp_name("manifest.json"));
         assert!(!is_temp_name(".tmp"));
         assert!(!is_temp_name("x.tmp"));

@@ -11,6 +11,7 @@
 pub mod atomic;
 pub mod run_tables;
 pub mod seed;
+pub mod sorter;
 pub mod tables;
 
 pub use seed::{Manifest, SeedLayoutWriter};

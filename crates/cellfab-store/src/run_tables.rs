@@ -8,9 +8,11 @@
 //! * `kpis`: rows given to [`RunTables::finish`] (any `Serialize` rows).
 //!
 //! Each machine's events come from one thread in order, so per-machine tables are written as
-//! they arrive and are byte-identical between runs of the same seed; the small `events`
-//! table is sorted at the end.
+//! they arrive and are byte-identical between runs of the same seed; the `events` table is
+//! sorted by an external merge sort ([`TimeSorter`]: sorted runs on disk, merged at the
+//! end), so a run of any number of batches holds a bounded number of event rows in memory.
 
+use crate::sorter::TimeSorter;
 use crate::tables::{flatten_into, Cell, Column, ColumnType, Format, Row, TableEntry, TableError, TableWriter};
 use cellfab_model::{Line, StageKind};
 use cellfab_plant::events::{MachineRef, PlantEvent};
@@ -86,9 +88,9 @@ pub struct RunTables {
     epoch_us: i64,
     samples: BTreeMap<String, TableWriter>,
     cells: TableWriter,
-    /// (plant time, machine id, row), sorted at the end; machines on different threads
-    /// interleave in any order, one machine's events keep theirs (stable sort).
-    events: Vec<(f64, String, Row)>,
+    /// Event rows by (plant time, machine id); machines on different threads interleave in
+    /// any order, one machine's events keep theirs (stable).
+    events: TimeSorter<Row>,
 }
 
 impl RunTables {
@@ -101,7 +103,7 @@ impl RunTables {
             epoch_us: epoch.as_microsecond(),
             samples: BTreeMap::new(),
             cells,
-            events: Vec::new(),
+            events: TimeSorter::new(run_dir.join("tables"), "events", EVENT_RUN_ROWS),
         })
     }
 
@@ -123,6 +125,16 @@ impl RunTables {
             row.push(("machine_id".into(), text(&m.machine_id)));
         }
         row
+    }
+
+    fn push_event(&mut self, t_s: f64, machine_id: &str, mut row: Row) -> Result<(), TableError> {
+        // non-finite numbers are nulls in every table, and JSON (the sorter's runs) cannot hold them
+        for (_, cell) in row.iter_mut() {
+            if matches!(cell, Cell::Float(x) if !x.is_finite()) {
+                *cell = Cell::Null;
+            }
+        }
+        self.events.push(t_s, machine_id, row).map_err(|source| TableError::Io { table: "events".into(), source })
     }
 
     /// Takes what one event adds to the tables.
@@ -154,11 +166,11 @@ impl RunTables {
             }
             PlantEvent::MachineOn { t_s, machine } => {
                 let row = self.event_row(*t_s, "machine_on", machine.batch, Some(machine));
-                self.events.push((*t_s, machine.machine_id.clone(), row));
+                self.push_event(*t_s, &machine.machine_id, row)?;
             }
             PlantEvent::MachineOff { t_s, machine } => {
                 let row = self.event_row(*t_s, "machine_off", machine.batch, Some(machine));
-                self.events.push((*t_s, machine.machine_id.clone(), row));
+                self.push_event(*t_s, &machine.machine_id, row)?;
             }
             PlantEvent::StageFinished { t_s, machine, start_t_s, duration_s, samples, result, .. } => {
                 let mut row = self.event_row(*t_s, "stage_finished", machine.batch, Some(machine));
@@ -166,7 +178,7 @@ impl RunTables {
                 row.push(("duration_s".into(), Cell::Float(*duration_s)));
                 row.push(("samples".into(), Cell::Int(*samples as i64)));
                 row.push(("accepted".into(), Cell::Bool(result.accepted())));
-                self.events.push((*t_s, machine.machine_id.clone(), row));
+                self.push_event(*t_s, &machine.machine_id, row)?;
             }
             PlantEvent::Alarm { batch, alarm } => {
                 let a = alarm.as_ref();
@@ -188,11 +200,11 @@ impl RunTables {
                     ("alarm_cell_id".into(), a.cell_id.clone().map_or(Cell::Null, Cell::Str)),
                     ("alarm_message".into(), Cell::Str(a.message.clone())),
                 ]);
-                self.events.push((a.t_s, a.machine_id.clone(), row));
+                self.push_event(a.t_s, &a.machine_id, row)?;
             }
             PlantEvent::BatchFinished { batch, t_s } => {
                 let row = self.event_row(*t_s, "batch_finished", *batch, None);
-                self.events.push((*t_s, String::new(), row));
+                self.push_event(*t_s, "", row)?;
             }
             _ => {}
         }
@@ -207,11 +219,9 @@ impl RunTables {
             entries.extend(t.finish()?);
         }
         entries.extend(self.cells.finish()?);
-        self.events.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         let mut events = TableWriter::create(&self.run_dir, "events", &self.formats)?.with_schema(event_columns());
-        for (_, _, row) in self.events {
-            events.push_row(row)?;
-        }
+        self.events
+            .drain_sorted(|source| TableError::Io { table: "events".into(), source }, |row| events.push_row(row))?;
         entries.extend(events.finish()?);
         let mut kpis = TableWriter::create(&self.run_dir, "kpis", &self.formats)?;
         for row in kpi_rows {
@@ -222,6 +232,9 @@ impl RunTables {
         Ok(entries)
     }
 }
+
+/// Event rows held in memory before they go to disk as one sorted run.
+pub const EVENT_RUN_ROWS: usize = 8_192;
 
 /// A machine's totals over the batches of the run (the first columns of the `kpis` table).
 #[derive(Clone, Debug, PartialEq, Serialize)]

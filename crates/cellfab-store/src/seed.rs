@@ -9,6 +9,7 @@
 //! Timestamps are plant epoch + plant time, UTC, with microseconds.
 
 use crate::atomic::{write_atomic, AtomicAppender, WriterPool};
+use crate::sorter::TimeSorter;
 use cellfab_model::legacy::LegacyRecord;
 use cellfab_model::{Line, StageKind};
 use cellfab_plant::events::{MachineRef, PlantEvent};
@@ -26,7 +27,7 @@ pub struct SeedLayoutWriter {
     files: Vec<String>,
     /// Alarm lines keyed by (plant time, machine id); sorted at the end because machines on
     /// different threads interleave their events in any order.
-    alarms: Vec<(f64, String, String)>,
+    alarms: TimeSorter<String>,
     cells: AtomicAppender,
     alarm_count: u64,
     cell_count: u64,
@@ -40,6 +41,10 @@ pub struct SeedLayoutWriter {
 /// Threads that write sample files (the per-file cost of a file system is mostly system
 /// time, which parallelises across cores).
 pub const WRITER_THREADS: usize = 1;
+
+/// Alarms held in memory before a sorted run of them goes to disk (`alarms.jsonl` is sorted
+/// by plant time; a worn slitter blade can raise tens of thousands per batch).
+pub const ALARM_RUN_RECORDS: usize = 8_192;
 
 /// The run's `manifest.json`.
 #[derive(Clone, Debug, Serialize)]
@@ -112,13 +117,14 @@ impl SeedLayoutWriter {
             std::fs::create_dir(run_dir.join(folder))?;
         }
         let cells = AtomicAppender::create(&run_dir.join("cell_results.jsonl"))?;
+        let alarms = TimeSorter::new(run_dir.clone(), "alarms", ALARM_RUN_RECORDS);
         Ok(Self {
             run_dir,
             epoch_us: epoch.as_microsecond(),
             pool: WriterPool::new(WRITER_THREADS),
             sample_counts: BTreeMap::new(),
             files: Vec::new(),
-            alarms: Vec::new(),
+            alarms,
             cells,
             alarm_count: 0,
             cell_count: 0,
@@ -201,7 +207,7 @@ impl SeedLayoutWriter {
                     m.insert("batch".into(), Value::from(*batch));
                     m.insert("timestamp".into(), Value::String(timestamp(self.epoch_us, alarm.t_s)));
                 }
-                self.alarms.push((alarm.t_s, alarm.machine_id.clone(), v.to_string()));
+                self.alarms.push(alarm.t_s, &alarm.machine_id, v.to_string())?;
                 self.alarm_count += 1;
             }
             PlantEvent::FaultLabel { label } => {
@@ -241,11 +247,8 @@ impl SeedLayoutWriter {
     ) -> std::io::Result<Manifest> {
         self.pool.finish()?;
         // stable: events of one machine keep their order
-        self.alarms.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
         let mut alarms = AtomicAppender::create(&self.run_dir.join("alarms.jsonl"))?;
-        for (_, _, line) in &self.alarms {
-            alarms.line(line)?;
-        }
+        self.alarms.drain_sorted(|e| e, |line| alarms.line(&line))?;
         alarms.finish()?;
         self.cells.finish()?;
         // fault labels in id order (one line per activated fault; empty without faults)
