@@ -63,6 +63,8 @@ pub enum Backend {
 pub enum Val {
     /// A `BIGINT`.
     I(i64),
+    /// A `BIGINT` that may be NULL.
+    OptI(Option<i64>),
     /// A `DOUBLE PRECISION` (non-finite values are stored as NULL).
     F(Option<f64>),
     /// A `TEXT`.
@@ -88,6 +90,7 @@ pub(crate) fn bind<'q>(mut q: Query<'q, Any, AnyArguments>, vals: &'q [Val]) -> 
     for v in vals {
         q = match v {
             Val::I(i) => q.bind(*i),
+            Val::OptI(i) => q.bind(*i),
             Val::F(f) => q.bind(*f),
             Val::T(t) => q.bind(t.clone()),
         };
@@ -231,6 +234,9 @@ impl Registry {
                     }
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // up to 32 MiB of pages per connection (default 2 MiB): a downsampled
+                    // series reads ~2 000 scattered pages, which then stay cached
+                    conn.execute("PRAGMA cache_size = -32768").await?;
                     Ok(())
                 })
             });
@@ -443,23 +449,128 @@ impl Registry {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let fields = match json(r.try_get(2)?, "samples.fields")? {
-                    Value::Object(m) => m,
-                    _ => serde_json::Map::new(),
-                };
-                Ok(SampleRow { batch: r.try_get::<i64, _>(0)? as u32, stage_time_s: r.try_get(1)?, fields })
-            })
-            .collect()
+        rows.iter().map(sample_row).collect()
     }
 
     /// A machine's series downsampled in the database: the number of stored points in
     /// `from..=to` and at most `max_points` of them, evenly spaced in the order of
-    /// [`Registry::samples`], first and last kept (positions `round(j (n-1) / (max-1))`).
-    /// Only the picked rows' documents leave the database, so the cost does not grow with
-    /// the JSON of the points that are skipped.
+    /// [`Registry::samples`], first and last kept (positions `round(j (n-1) / (max-1))`, see
+    /// [`downsample_positions`]).
+    ///
+    /// Every row the writer stored in series order carries its position in the machine's
+    /// series (`samples.seq`), so the count and the picks are index probes: `O(max log n)`,
+    /// independent of `n`. With a window, two probes per batch find the range of positions
+    /// the window covers in that batch. Rows without a position (inserted by other means, or
+    /// a machine whose events arrived out of order) are ranked in SQL instead (`O(n log n)`).
+    /// Only the picked rows' documents leave the database.
     pub async fn samples_downsampled(
+        &self,
+        run_id: &str,
+        machine_id: &str,
+        from: Option<f64>,
+        to: Option<f64>,
+        max_points: usize,
+    ) -> Result<(u64, Vec<SampleRow>)> {
+        let key = [Val::text(run_id), Val::text(machine_id)];
+        let unranked = bind(
+            sqlx::query("SELECT 1 FROM samples WHERE run_id = $1 AND machine_id = $2 AND seq IS NULL LIMIT 1"),
+            &key,
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some();
+        if unranked {
+            return self.samples_ranked_in_sql(run_id, machine_id, from, to, max_points).await;
+        }
+        // the series as ranges of positions (first seq, rows), in series order
+        let segments: Vec<(i64, u64)> = if from.is_none() && to.is_none() {
+            let last = bind(
+                sqlx::query("SELECT seq FROM samples WHERE run_id = $1 AND machine_id = $2 ORDER BY seq DESC LIMIT 1"),
+                &key,
+            )
+            .fetch_optional(&self.pool)
+            .await?;
+            match last {
+                Some(r) => vec![(0, r.try_get::<i64, _>(0)? as u64 + 1)],
+                None => Vec::new(),
+            }
+        } else {
+            self.window_segments(run_id, machine_id, from, to).await?
+        };
+        let total: u64 = segments.iter().map(|s| s.1).sum();
+        let mut seqs = Vec::new();
+        let mut segment = segments.iter().copied();
+        let (mut current, mut before) = (segment.next(), 0u64);
+        for k in downsample_positions(total, max_points) {
+            while let Some((first, rows)) = current {
+                if k < before + rows {
+                    seqs.push(first + (k - before) as i64);
+                    break;
+                }
+                before += rows;
+                current = segment.next();
+            }
+        }
+        if seqs.is_empty() {
+            return Ok((total, Vec::new()));
+        }
+        // the positions are integers computed here, written as literals
+        let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT batch, stage_time_s, fields FROM samples WHERE run_id = $1 AND machine_id = $2 \
+             AND seq IN ({list}) ORDER BY seq"
+        );
+        let rows = bind(dynamic(&sql), &key).fetch_all(&self.pool).await?;
+        Ok((total, rows.iter().map(sample_row).collect::<Result<Vec<_>>>()?))
+    }
+
+    /// Per batch of the machine, the range of positions (first seq, rows) whose stage time is
+    /// in `from..=to`: the first and the last row of the window, found on the
+    /// `samples_order` index (batches are enumerated by skipping along the same index).
+    async fn window_segments(
+        &self,
+        run_id: &str,
+        machine_id: &str,
+        from: Option<f64>,
+        to: Option<f64>,
+    ) -> Result<Vec<(i64, u64)>> {
+        let vals = [
+            Val::text(run_id),
+            Val::text(machine_id),
+            Val::real(from.unwrap_or(f64::MIN)),
+            Val::real(to.unwrap_or(f64::MAX)),
+        ];
+        let rows = bind(
+            sqlx::query(
+                "WITH RECURSIVE b(batch) AS ( \
+                 SELECT MIN(batch) FROM samples WHERE run_id = $1 AND machine_id = $2 \
+                 UNION ALL \
+                 SELECT (SELECT MIN(s.batch) FROM samples s WHERE s.run_id = $1 AND s.machine_id = $2 \
+                 AND s.batch > b.batch) FROM b WHERE b.batch IS NOT NULL) \
+                 SELECT (SELECT s.seq FROM samples s WHERE s.run_id = $1 AND s.machine_id = $2 AND s.batch = b.batch \
+                 AND s.stage_time_s >= $3 ORDER BY s.stage_time_s, s.idx LIMIT 1), \
+                 (SELECT s.seq FROM samples s WHERE s.run_id = $1 AND s.machine_id = $2 AND s.batch = b.batch \
+                 AND s.stage_time_s <= $4 ORDER BY s.stage_time_s DESC, s.idx DESC LIMIT 1) \
+                 FROM b WHERE b.batch IS NOT NULL ORDER BY b.batch",
+            ),
+            &vals,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            if let (Some(lo), Some(hi)) = (r.try_get::<Option<i64>, _>(0)?, r.try_get::<Option<i64>, _>(1)?) {
+                if lo <= hi {
+                    out.push((lo, (hi - lo + 1) as u64));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Registry::samples_downsampled`] for rows without a stored position: counts the
+    /// window, then ranks every row of it in SQL and keeps the picked ranks.
+    async fn samples_ranked_in_sql(
         &self,
         run_id: &str,
         machine_id: &str,
@@ -472,41 +583,27 @@ impl Registry {
             Val::text(machine_id),
             Val::real(from.unwrap_or(f64::MIN)),
             Val::real(to.unwrap_or(f64::MAX)),
-            Val::I(max_points.max(2) as i64),
         ];
-        // k is picked when k = round(j (n-1)/(m-1)) for j = round(k (m-1)/(n-1)): with
-        // n > m the picks are more than 1 apart, so j is the only candidate
-        let rows = bind(
-            sqlx::query(
-                "WITH keys AS (SELECT batch, idx, ROW_NUMBER() OVER (ORDER BY batch, stage_time_s, idx) - 1 AS k, \
-                 COUNT(*) OVER () AS n FROM samples \
-                 WHERE run_id = $1 AND machine_id = $2 AND stage_time_s >= $3 AND stage_time_s <= $4) \
-                 SELECT s.batch, s.stage_time_s, s.fields, keys.n FROM keys JOIN samples s \
-                 ON s.run_id = $1 AND s.machine_id = $2 AND s.batch = keys.batch AND s.idx = keys.idx \
-                 WHERE keys.n <= $5 OR keys.k = ROUND(ROUND(keys.k * CAST($5 - 1 AS DOUBLE PRECISION) \
-                 / NULLIF(CAST(keys.n - 1 AS DOUBLE PRECISION), 0)) \
-                 * CAST(keys.n - 1 AS DOUBLE PRECISION) / CAST($5 - 1 AS DOUBLE PRECISION)) \
-                 ORDER BY keys.k",
-            ),
-            &vals,
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let total = match rows.first() {
-            Some(r) => r.try_get::<i64, _>(3)? as u64,
-            None => 0,
-        };
-        let points = rows
-            .iter()
-            .map(|r| {
-                let fields = match json(r.try_get(2)?, "samples.fields")? {
-                    Value::Object(m) => m,
-                    _ => serde_json::Map::new(),
-                };
-                Ok(SampleRow { batch: r.try_get::<i64, _>(0)? as u32, stage_time_s: r.try_get(1)?, fields })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((total, points))
+        const WINDOW: &str = "run_id = $1 AND machine_id = $2 AND stage_time_s >= $3 AND stage_time_s <= $4";
+        let count =
+            bind(dynamic(&format!("SELECT COUNT(*) FROM samples WHERE {WINDOW}")), &vals).fetch_one(&self.pool).await?;
+        let total = count.try_get::<i64, _>(0)? as u64;
+        let picks = downsample_positions(total, max_points);
+        if picks.is_empty() {
+            return Ok((total, Vec::new()));
+        }
+        // the picks are computed here (SQL's ROUND differs between the backends at .5), and
+        // written as integer literals
+        let list = picks.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "WITH keys AS (SELECT batch, idx, ROW_NUMBER() OVER (ORDER BY batch, stage_time_s, idx) - 1 AS k \
+             FROM samples WHERE {WINDOW}) \
+             SELECT s.batch, s.stage_time_s, s.fields FROM keys JOIN samples s \
+             ON s.run_id = $1 AND s.machine_id = $2 AND s.batch = keys.batch AND s.idx = keys.idx \
+             WHERE keys.k IN ({list}) ORDER BY keys.k"
+        );
+        let rows = bind(dynamic(&sql), &vals).fetch_all(&self.pool).await?;
+        Ok((total, rows.iter().map(sample_row).collect::<Result<Vec<_>>>()?))
     }
 
     /// Writes rows in one transaction, as multi-row inserts.
@@ -566,6 +663,27 @@ fn insert_sql(table: &str, cols: &[&str], rows: usize) -> String {
         sql.push(')');
     }
     sql
+}
+
+/// Positions of at most `max_points` (at least 2) points spread evenly over a series of `n`:
+/// every position when `n <= max_points`, else `round(j (n-1) / (max_points-1))` for
+/// `j = 0..max_points` (first and last kept, no repeats).
+pub fn downsample_positions(n: u64, max_points: usize) -> Vec<u64> {
+    let max = max_points.max(2) as u64;
+    if n <= max {
+        return (0..n).collect();
+    }
+    let mut out: Vec<u64> = (0..max).map(|j| ((j as f64) * (n - 1) as f64 / (max - 1) as f64).round() as u64).collect();
+    out.dedup();
+    out
+}
+
+fn sample_row(r: &AnyRow) -> Result<SampleRow> {
+    let fields = match json(r.try_get(2)?, "samples.fields")? {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    Ok(SampleRow { batch: r.try_get::<i64, _>(0)? as u32, stage_time_s: r.try_get(1)?, fields })
 }
 
 fn json(text: Option<String>, what: &'static str) -> Result<Value> {

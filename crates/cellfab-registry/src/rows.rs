@@ -122,9 +122,19 @@ impl Table {
                 "message",
                 "data",
             ],
-            Table::Samples => {
-                &["run_id", "machine_id", "line", "stage", "batch", "idx", "t_s", "stage_time_s", "ts_ms", "fields"]
-            }
+            Table::Samples => &[
+                "run_id",
+                "machine_id",
+                "line",
+                "stage",
+                "batch",
+                "idx",
+                "t_s",
+                "stage_time_s",
+                "ts_ms",
+                "fields",
+                "seq",
+            ],
         }
     }
 }
@@ -155,6 +165,30 @@ pub struct EventRows {
     series: Series,
     last_kept: HashMap<(String, u32), f64>,
     seq: [i64; 4],
+    series_pos: HashMap<String, SeriesPos>,
+}
+
+/// Where a machine's stored series stands: the `samples.seq` of its next row and the order
+/// key (batch, stage time, index) of its last one.
+struct SeriesPos {
+    next: i64,
+    last: Option<(u32, f64, u64)>,
+    /// A row arrived out of series order: this and every later row of the machine get no
+    /// `seq` (NULL), and readers rank the machine's rows in SQL instead.
+    broken: bool,
+}
+
+impl SeriesPos {
+    /// The `seq` of the machine's next row, whose order key is `key`.
+    fn seq(&mut self, key: (u32, f64, u64)) -> Val {
+        self.broken |= !key.1.is_finite() || self.last.is_some_and(|last| key <= last);
+        self.last = Some(key);
+        if self.broken {
+            return Val::OptI(None);
+        }
+        self.next += 1;
+        Val::I(self.next - 1)
+    }
 }
 
 fn text(s: impl Into<String>) -> Val {
@@ -202,6 +236,7 @@ impl EventRows {
             series,
             last_kept: HashMap::new(),
             seq: [0; 4],
+            series_pos: HashMap::new(),
         }
     }
 
@@ -247,6 +282,15 @@ impl EventRows {
                         }
                     }
                 }
+                let seq = match self.series_pos.get_mut(&machine.machine_id) {
+                    Some(pos) => pos.seq((machine.batch, st, *index)),
+                    None => {
+                        let mut pos = SeriesPos { next: 0, last: None, broken: false };
+                        let seq = pos.seq((machine.batch, st, *index));
+                        self.series_pos.insert(machine.machine_id.clone(), pos);
+                        seq
+                    }
+                };
                 let mut fields = serde_json::Map::new();
                 flatten("", &sample.to_json(), &mut fields);
                 let mut v = self.machine(machine).to_vec();
@@ -256,6 +300,7 @@ impl EventRows {
                     real(st),
                     Val::I(self.ts_ms(*t_s)),
                     text(Value::Object(fields).to_string()),
+                    seq,
                 ]);
                 out.push(self.row(Table::Samples, v));
             }

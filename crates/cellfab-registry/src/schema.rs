@@ -22,11 +22,12 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "runs, machine states, stage results, cells, alarms, samples",
-    statements: &[
-        "CREATE TABLE runs (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "runs, machine states, stage results, cells, alarms, samples",
+        statements: &[
+            "CREATE TABLE runs (
                 id TEXT PRIMARY KEY,
                 source TEXT NOT NULL,
                 status TEXT NOT NULL,
@@ -43,7 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 config TEXT NOT NULL,
                 kpis TEXT
             )",
-        "CREATE TABLE machine_states (
+            "CREATE TABLE machine_states (
                 run_id TEXT NOT NULL,
                 seq BIGINT NOT NULL,
                 machine_id TEXT NOT NULL,
@@ -55,7 +56,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 ts_ms BIGINT NOT NULL,
                 PRIMARY KEY (run_id, seq)
             )",
-        "CREATE TABLE stage_results (
+            "CREATE TABLE stage_results (
                 run_id TEXT NOT NULL,
                 seq BIGINT NOT NULL,
                 machine_id TEXT NOT NULL,
@@ -74,7 +75,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 result TEXT NOT NULL,
                 PRIMARY KEY (run_id, seq)
             )",
-        "CREATE TABLE cells (
+            "CREATE TABLE cells (
                 run_id TEXT NOT NULL,
                 seq BIGINT NOT NULL,
                 cell_id TEXT NOT NULL,
@@ -100,7 +101,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 data TEXT NOT NULL,
                 PRIMARY KEY (run_id, seq)
             )",
-        "CREATE TABLE alarms (
+            "CREATE TABLE alarms (
                 run_id TEXT NOT NULL,
                 seq BIGINT NOT NULL,
                 batch BIGINT NOT NULL,
@@ -119,7 +120,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 data TEXT NOT NULL,
                 PRIMARY KEY (run_id, seq)
             )",
-        "CREATE TABLE samples (
+            "CREATE TABLE samples (
                 run_id TEXT NOT NULL,
                 machine_id TEXT NOT NULL,
                 line TEXT NOT NULL,
@@ -132,15 +133,32 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
                 fields TEXT NOT NULL,
                 PRIMARY KEY (run_id, machine_id, batch, idx)
             )",
-        "CREATE INDEX samples_time ON samples (machine_id, ts_ms)",
-        "CREATE INDEX stage_results_machine ON stage_results (machine_id, batch)",
-        "CREATE INDEX alarms_time ON alarms (ts_ms)",
-        "CREATE INDEX runs_created ON runs (created_at)",
-    ],
-}];
+            "CREATE INDEX samples_time ON samples (machine_id, ts_ms)",
+            "CREATE INDEX stage_results_machine ON stage_results (machine_id, batch)",
+            "CREATE INDEX alarms_time ON alarms (ts_ms)",
+            "CREATE INDEX runs_created ON runs (created_at)",
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "samples: per-machine sequence number in series order, indexes for downsampling",
+        statements: &[
+            // position of the row in its machine's series (order batch, stage_time_s, idx), from 0;
+            // NULL where the writer could not vouch for the order (see rows::EventRows)
+            "ALTER TABLE samples ADD COLUMN seq BIGINT",
+            "UPDATE samples SET seq = r.k FROM (SELECT run_id, machine_id, batch, idx, \
+         ROW_NUMBER() OVER (PARTITION BY run_id, machine_id ORDER BY batch, stage_time_s, idx) - 1 AS k \
+         FROM samples) AS r \
+         WHERE samples.run_id = r.run_id AND samples.machine_id = r.machine_id \
+         AND samples.batch = r.batch AND samples.idx = r.idx",
+            "CREATE INDEX samples_seq ON samples (run_id, machine_id, seq)",
+            "CREATE INDEX samples_order ON samples (run_id, machine_id, batch, stage_time_s, idx, seq)",
+        ],
+    },
+];
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// Brings the database to [`VERSION`].
 pub async fn migrate(registry: &Registry) -> Result<()> {

@@ -76,7 +76,8 @@ async fn fill(url: &str, folder: &Path, target: u64) -> Result<(String, String)>
         })
         .await?;
     // one batch's samples through the registry's writer, then copies of them under new batch
-    // numbers, doubled inside the database (writing 10^6 rows one by one takes minutes)
+    // numbers, doubled inside the database (writing 10^6 rows one by one takes minutes); a
+    // copy continues the series, so its position (seq) is the original's plus the rows before
     let mut rows = EventRows::new(&id, plant.epoch(), Series::Full);
     let mut buf = Vec::new();
     for e in samples.iter().take(target as usize) {
@@ -86,15 +87,16 @@ async fn fill(url: &str, folder: &Path, target: u64) -> Result<(String, String)>
     let mut have = buf.len() as u64;
     while have < target {
         let sql =
-            "INSERT INTO samples (run_id, machine_id, line, stage, batch, idx, t_s, stage_time_s, ts_ms, fields) \
-                   SELECT run_id, machine_id, line, stage, batch + $3, idx, t_s, stage_time_s, ts_ms, fields \
-                   FROM samples WHERE run_id = $1 AND machine_id = $2 ORDER BY batch, idx LIMIT $4";
+            "INSERT INTO samples (run_id, machine_id, line, stage, batch, idx, t_s, stage_time_s, ts_ms, fields, seq) \
+                   SELECT run_id, machine_id, line, stage, batch + $3, idx, t_s, stage_time_s, ts_ms, fields, seq + $5 \
+                   FROM samples WHERE run_id = $1 AND machine_id = $2 ORDER BY seq LIMIT $4";
         let shift: i64 = sqlx_max_batch(&registry, &id, &machine).await?;
         sqlx::query(sql)
             .bind(id.clone())
             .bind(machine.clone())
             .bind(shift)
             .bind((target - have).min(have) as i64)
+            .bind(have as i64)
             .execute(registry.pool())
             .await?;
         have += (target - have).min(have);
