@@ -1,10 +1,12 @@
 //! The run registry across a hard crash: `cellfab serve` is killed with SIGKILL during a paced
 //! run and started again on the same data folder (and its SQLite registry).
 
+mod common;
+
 use cellfab_registry::Registry;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,22 +35,7 @@ impl Server {
 
     /// (status code, body) of one request.
     fn call(&self, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
-        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        write!(
-            stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            self.addr,
-            body.len()
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        let _ = stream.read_to_end(&mut raw);
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer");
-        let head = String::from_utf8_lossy(&raw[..split]).to_string();
-        let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        (code, raw[split + 4..].to_vec())
+        common::call(&self.addr, method, path, body)
     }
 
     fn json(&self, method: &str, path: &str, body: &str) -> Value {
