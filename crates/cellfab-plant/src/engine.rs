@@ -274,8 +274,26 @@ impl<S: Stage> Machine<S> {
 }
 
 /// Publishes buffered events in order, each at its paced wall deadline. After cancellation
-/// the rest is dropped.
+/// the rest is dropped. Unpaced (`max`), events go out in blocks of
+/// [`crate::events::BLOCK_EVENTS`]: one channel message per block instead of one per event.
 pub fn replay(env: &RunEnv, events: Vec<PlantEvent>) {
+    if !env.pacer.is_paced() {
+        let cancel = env.pacer.cancel_token();
+        let mut block = Vec::with_capacity(crate::events::BLOCK_EVENTS.min(events.len()));
+        for event in events {
+            if event.t_s().is_some() && cancel.is_cancelled() {
+                break;
+            }
+            block.push(event);
+            if block.len() == crate::events::BLOCK_EVENTS {
+                env.bus.publish_all(std::mem::take(&mut block));
+            }
+        }
+        if !block.is_empty() {
+            env.bus.publish_all(block);
+        }
+        return;
+    }
     for event in events {
         if let Some(t) = event.t_s() {
             if !env.pacer.wait_until(t) {

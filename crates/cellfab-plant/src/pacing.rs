@@ -131,6 +131,11 @@ impl Pacer {
         }
     }
 
+    /// True when events wait for wall deadlines (a speed factor), false at `max`.
+    pub fn is_paced(&self) -> bool {
+        matches!(self.speed, Speed::Factor(_))
+    }
+
     /// The cancel token of this run.
     pub fn cancel_token(&self) -> &CancelToken {
         &self.cancel
