@@ -12,7 +12,7 @@
 //! sorted by an external merge sort ([`TimeSorter`]: sorted runs on disk, merged at the
 //! end), so a run of any number of batches holds a bounded number of event rows in memory.
 
-use crate::sorter::TimeSorter;
+use crate::sorter::{SpillRecord, TimeSorter};
 use crate::tables::{flatten_into, Cell, Column, ColumnType, Format, Row, TableEntry, TableError, TableWriter};
 use cellfab_model::{Line, StageKind};
 use cellfab_plant::events::{MachineRef, PlantEvent};
@@ -50,8 +50,8 @@ pub fn sample_key_columns() -> Vec<Column> {
     ]
 }
 
-/// The fixed columns of the `events` table.
-pub fn event_columns() -> Vec<Column> {
+/// The fixed columns of the `events` table, in file order.
+const EVENT_COLUMNS: [(&str, ColumnType); 21] = {
     use ColumnType::*;
     [
         ("t_s", Float64),
@@ -76,9 +76,46 @@ pub fn event_columns() -> Vec<Column> {
         ("alarm_cell_id", Utf8),
         ("alarm_message", Utf8),
     ]
-    .into_iter()
-    .map(|(n, t)| Column::new(n, t))
-    .collect()
+};
+
+/// The fixed columns of the `events` table.
+pub fn event_columns() -> Vec<Column> {
+    EVENT_COLUMNS.iter().map(|(n, t)| Column::new(n, *t)).collect()
+}
+
+/// One row of the `events` table: its cells in [`EVENT_COLUMNS`] order (no column names, so
+/// a sorted run on disk holds only values).
+pub struct EventCells(Vec<Cell>);
+
+impl EventCells {
+    fn new() -> Self {
+        Self(vec![Cell::Null; EVENT_COLUMNS.len()])
+    }
+
+    /// Sets one column; non-finite numbers are nulls in every table.
+    fn set(&mut self, column: &str, cell: Cell) {
+        let cell = match cell {
+            Cell::Float(x) if !x.is_finite() => Cell::Null,
+            c => c,
+        };
+        if let Some(i) = EVENT_COLUMNS.iter().position(|(name, _)| *name == column) {
+            self.0[i] = cell;
+        }
+    }
+
+    fn into_row(self) -> Row {
+        EVENT_COLUMNS.iter().zip(self.0).map(|((name, _), cell)| (name.to_string(), cell)).collect()
+    }
+}
+
+impl SpillRecord for EventCells {
+    fn encode(&self, out: &mut Vec<u8>) {
+        // cells are plain values, so serialising them cannot fail
+        let _ = serde_json::to_writer(out, &self.0);
+    }
+    fn decode(bytes: Vec<u8>) -> std::io::Result<Self> {
+        Ok(Self(serde_json::from_slice(&bytes)?))
+    }
 }
 
 /// Writes the tables of one run.
@@ -88,9 +125,9 @@ pub struct RunTables {
     epoch_us: i64,
     samples: BTreeMap<String, TableWriter>,
     cells: TableWriter,
-    /// Event rows by (plant time, machine id); machines on different threads interleave in
-    /// any order, one machine's events keep theirs (stable).
-    events: TimeSorter<Row>,
+    /// Event rows (cells in [`event_columns`] order) by (plant time, machine id); machines on
+    /// different threads interleave in any order, one machine's events keep theirs (stable).
+    events: TimeSorter<EventCells>,
 }
 
 impl RunTables {
@@ -111,29 +148,21 @@ impl RunTables {
         self.epoch_us + (t_s * 1e6).round() as i64
     }
 
-    fn event_row(&self, t_s: f64, kind: &str, batch: u32, machine: Option<&MachineRef>) -> Row {
-        let text = |s: &str| Cell::Str(s.to_string());
-        let mut row: Row = vec![
-            ("t_s".into(), Cell::Float(t_s)),
-            ("timestamp".into(), Cell::Timestamp(self.us(t_s))),
-            ("kind".into(), text(kind)),
-            ("batch".into(), Cell::Int(batch.into())),
-        ];
+    fn event_row(&self, t_s: f64, kind: &str, batch: u32, machine: Option<&MachineRef>) -> EventCells {
+        let mut row = EventCells::new();
+        row.set("t_s", Cell::Float(t_s));
+        row.set("timestamp", Cell::Timestamp(self.us(t_s)));
+        row.set("kind", Cell::Str(kind.to_string()));
+        row.set("batch", Cell::Int(batch.into()));
         if let Some(m) = machine {
-            row.push(("line".into(), text(&m.line.title().to_lowercase())));
-            row.push(("stage".into(), text(m.stage.name())));
-            row.push(("machine_id".into(), text(&m.machine_id)));
+            row.set("line", Cell::Str(m.line.title().to_lowercase()));
+            row.set("stage", Cell::Str(m.stage.name().to_string()));
+            row.set("machine_id", Cell::Str(m.machine_id.clone()));
         }
         row
     }
 
-    fn push_event(&mut self, t_s: f64, machine_id: &str, mut row: Row) -> Result<(), TableError> {
-        // non-finite numbers are nulls in every table, and JSON (the sorter's runs) cannot hold them
-        for (_, cell) in row.iter_mut() {
-            if matches!(cell, Cell::Float(x) if !x.is_finite()) {
-                *cell = Cell::Null;
-            }
-        }
+    fn push_event(&mut self, t_s: f64, machine_id: &str, row: EventCells) -> Result<(), TableError> {
         self.events.push(t_s, machine_id, row).map_err(|source| TableError::Io { table: "events".into(), source })
     }
 
@@ -174,10 +203,10 @@ impl RunTables {
             }
             PlantEvent::StageFinished { t_s, machine, start_t_s, duration_s, samples, result, .. } => {
                 let mut row = self.event_row(*t_s, "stage_finished", machine.batch, Some(machine));
-                row.push(("start_t_s".into(), Cell::Float(*start_t_s)));
-                row.push(("duration_s".into(), Cell::Float(*duration_s)));
-                row.push(("samples".into(), Cell::Int(*samples as i64)));
-                row.push(("accepted".into(), Cell::Bool(result.accepted())));
+                row.set("start_t_s", Cell::Float(*start_t_s));
+                row.set("duration_s", Cell::Float(*duration_s));
+                row.set("samples", Cell::Int(*samples as i64));
+                row.set("accepted", Cell::Bool(result.accepted()));
                 self.push_event(*t_s, &machine.machine_id, row)?;
             }
             PlantEvent::Alarm { batch, alarm } => {
@@ -188,18 +217,16 @@ impl RunTables {
                 let enum_text = |v: serde_json::Result<serde_json::Value>| {
                     v.ok().and_then(|v| v.as_str().map(|s| Cell::Str(s.to_string()))).unwrap_or(Cell::Null)
                 };
-                row.extend([
-                    ("alarm_code".into(), Cell::Str(a.code.clone())),
-                    ("alarm_severity".into(), enum_text(serde_json::to_value(a.severity))),
-                    ("alarm_state".into(), enum_text(serde_json::to_value(a.state))),
-                    ("alarm_signal".into(), Cell::Str(a.signal.clone())),
-                    ("alarm_value".into(), Cell::Float(a.value)),
-                    ("alarm_threshold".into(), Cell::Float(a.threshold)),
-                    ("alarm_position_m".into(), a.position_m.map_or(Cell::Null, Cell::Float)),
-                    ("alarm_lane".into(), a.lane.map_or(Cell::Null, |l| Cell::Int(l.into()))),
-                    ("alarm_cell_id".into(), a.cell_id.clone().map_or(Cell::Null, Cell::Str)),
-                    ("alarm_message".into(), Cell::Str(a.message.clone())),
-                ]);
+                row.set("alarm_code", Cell::Str(a.code.clone()));
+                row.set("alarm_severity", enum_text(serde_json::to_value(a.severity)));
+                row.set("alarm_state", enum_text(serde_json::to_value(a.state)));
+                row.set("alarm_signal", Cell::Str(a.signal.clone()));
+                row.set("alarm_value", Cell::Float(a.value));
+                row.set("alarm_threshold", Cell::Float(a.threshold));
+                row.set("alarm_position_m", a.position_m.map_or(Cell::Null, Cell::Float));
+                row.set("alarm_lane", a.lane.map_or(Cell::Null, |l| Cell::Int(l.into())));
+                row.set("alarm_cell_id", a.cell_id.clone().map_or(Cell::Null, Cell::Str));
+                row.set("alarm_message", Cell::Str(a.message.clone()));
                 self.push_event(a.t_s, &a.machine_id, row)?;
             }
             PlantEvent::BatchFinished { batch, t_s } => {
@@ -220,8 +247,10 @@ impl RunTables {
         }
         entries.extend(self.cells.finish()?);
         let mut events = TableWriter::create(&self.run_dir, "events", &self.formats)?.with_schema(event_columns());
-        self.events
-            .drain_sorted(|source| TableError::Io { table: "events".into(), source }, |row| events.push_row(row))?;
+        self.events.drain_sorted(
+            |source| TableError::Io { table: "events".into(), source },
+            |row| events.push_row(row.into_row()),
+        )?;
         entries.extend(events.finish()?);
         let mut kpis = TableWriter::create(&self.run_dir, "kpis", &self.formats)?;
         for row in kpi_rows {

@@ -202,12 +202,9 @@ impl SeedLayoutWriter {
                 self.write_record(machine, name, &rec)?;
             }
             PlantEvent::Alarm { batch, alarm } => {
-                let mut v = serde_json::to_value(alarm.as_ref()).map_err(std::io::Error::other)?;
-                if let Value::Object(m) = &mut v {
-                    m.insert("batch".into(), Value::from(*batch));
-                    m.insert("timestamp".into(), Value::String(timestamp(self.epoch_us, alarm.t_s)));
-                }
-                self.alarms.push(alarm.t_s, &alarm.machine_id, v.to_string())?;
+                let line = AlarmLine { alarm, batch: *batch, timestamp: timestamp(self.epoch_us, alarm.t_s) };
+                let line = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+                self.alarms.push(alarm.t_s, &alarm.machine_id, line)?;
                 self.alarm_count += 1;
             }
             PlantEvent::FaultLabel { label } => {
@@ -354,14 +351,20 @@ pub fn fault_key(sample: &Value, code_of: impl Fn(u32) -> Option<&'static str>) 
     }
 }
 
+/// An alarm event as one line of `alarms.jsonl` writes it: the alarm's fields, then `batch`
+/// and `timestamp`.
+#[derive(Serialize)]
+struct AlarmLine<'a> {
+    #[serde(flatten)]
+    alarm: &'a cellfab_model::Alarm,
+    batch: u32,
+    timestamp: String,
+}
+
 /// An alarm event as one line of `alarms.jsonl` writes it (with `batch` and `timestamp`).
 pub fn alarm_record(epoch: jiff::Timestamp, batch: u32, alarm: &cellfab_model::Alarm) -> Value {
-    let mut v = serde_json::to_value(alarm).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("batch".into(), Value::from(batch));
-        m.insert("timestamp".into(), Value::String(timestamp(epoch.as_microsecond(), alarm.t_s)));
-    }
-    v
+    let line = AlarmLine { alarm, batch, timestamp: timestamp(epoch.as_microsecond(), alarm.t_s) };
+    serde_json::to_value(line).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -3,15 +3,68 @@
 //! the `events` table).
 //!
 //! Records are buffered; each full buffer is sorted and written to a hidden run file
-//! (`.<name>.run<k>.spill`, JSON lines), and [`TimeSorter::drain_sorted`] merges the runs with a
-//! heap. Ties between runs go to the earlier run and a run keeps its order, so the result is
-//! exactly that of one stable sort of all records, whatever the buffer size.
+//! (`.<name>.run<k>.spill`, length-prefixed binary records: plant time, machine id, payload as
+//! [`SpillRecord`] encodes it), and [`TimeSorter::drain_sorted`] merges the runs with a heap.
+//! Ties between runs go to the earlier run and a run keeps its order, so the result is exactly
+//! that of one stable sort of all records, whatever the buffer size.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::collections::BinaryHeap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
+
+/// A payload that can go to a run file and come back unchanged.
+pub trait SpillRecord: Sized {
+    /// Appends the payload's bytes to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+    /// The payload from the bytes [`SpillRecord::encode`] wrote.
+    fn decode(bytes: Vec<u8>) -> std::io::Result<Self>;
+}
+
+impl SpillRecord for String {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+    fn decode(bytes: Vec<u8>) -> std::io::Result<Self> {
+        String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("sort run file: {what}"))
+}
+
+/// Writes one record: t_s (8 bytes), machine id and payload (each a u32 length and bytes).
+fn write_record<T: SpillRecord>(out: &mut impl Write, record: &Keyed<T>, scratch: &mut Vec<u8>) -> std::io::Result<()> {
+    scratch.clear();
+    record.2.encode(scratch);
+    let id = record.1.as_bytes();
+    let len = |n: usize| u32::try_from(n).map_err(|_| invalid("a record of 4 GiB or more"));
+    out.write_all(&record.0.to_le_bytes())?;
+    out.write_all(&len(id.len())?.to_le_bytes())?;
+    out.write_all(id)?;
+    out.write_all(&len(scratch.len())?.to_le_bytes())?;
+    out.write_all(scratch)
+}
+
+/// Reads the next record, `None` at a clean end of file; a truncated record is an error.
+fn read_record<T: SpillRecord>(input: &mut impl Read) -> std::io::Result<Option<Keyed<T>>> {
+    let mut t = [0u8; 8];
+    match input.read_exact(&mut t) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut field = || -> std::io::Result<Vec<u8>> {
+        let mut n = [0u8; 4];
+        input.read_exact(&mut n)?;
+        let mut bytes = vec![0u8; u32::from_le_bytes(n) as usize];
+        input.read_exact(&mut bytes)?;
+        Ok(bytes)
+    };
+    let id = String::from_utf8(field()?).map_err(|_| invalid("a machine id is not UTF-8"))?;
+    let payload = T::decode(field()?)?;
+    Ok(Some((f64::from_le_bytes(t), id, payload)))
+}
 
 /// One record: (plant time, machine id, payload).
 type Keyed<T> = (f64, String, T);
@@ -52,10 +105,9 @@ impl<T> Ord for Head<T> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned> TimeSorter<T> {
+impl<T: SpillRecord> TimeSorter<T> {
     /// A sorter that keeps up to `run_records` records in memory and spills runs into `dir`
-    /// (created when the first run is written). Payloads must survive a JSON round trip
-    /// (no non-finite floats).
+    /// (created when the first run is written).
     pub fn new(dir: PathBuf, name: &str, run_records: usize) -> Self {
         Self { dir, name: name.to_string(), run_records: run_records.max(1), buffer: Vec::new(), runs: Vec::new() }
     }
@@ -80,9 +132,9 @@ impl<T: Serialize + DeserializeOwned> TimeSorter<T> {
         self.runs.push(path.clone());
         self.buffer.sort_by(by_time_then_machine);
         let mut out = BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?);
+        let mut scratch = Vec::new();
         for record in self.buffer.drain(..) {
-            serde_json::to_writer(&mut out, &record)?;
-            out.write_all(b"\n")?;
+            write_record(&mut out, &record, &mut scratch)?;
         }
         out.flush()
     }
@@ -111,17 +163,14 @@ impl<T: Serialize + DeserializeOwned> TimeSorter<T> {
         let mut memory = std::mem::take(&mut self.buffer).into_iter();
         let mut files = Vec::with_capacity(self.runs.len());
         for path in &self.runs {
-            files.push(BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(io)?).lines());
+            files.push(BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(io)?));
         }
         let last = files.len();
         let mut next = |run: usize| -> std::io::Result<Option<Keyed<T>>> {
             if run == last {
                 return Ok(memory.next());
             }
-            match files[run].next() {
-                None => Ok(None),
-                Some(line) => Ok(Some(serde_json::from_str(&line?)?)),
-            }
+            read_record(&mut files[run])
         };
         let mut heap = BinaryHeap::new();
         for run in 0..=last {
@@ -142,6 +191,16 @@ impl<T: Serialize + DeserializeOwned> TimeSorter<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl SpillRecord for u32 {
+        fn encode(&self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_le_bytes());
+        }
+        fn decode(bytes: Vec<u8>) -> std::io::Result<Self> {
+            let bytes: [u8; 4] = bytes.try_into().map_err(|_| invalid("not a u32"))?;
+            Ok(u32::from_le_bytes(bytes))
+        }
+    }
 
     #[test]
     fn spilling_gives_exactly_one_stable_sort() {
@@ -173,5 +232,39 @@ mod tests {
             assert_eq!(left, 0, "run files removed");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn records_round_trip_and_a_truncated_run_is_an_error() {
+        let records: Vec<Keyed<String>> = vec![
+            (1.5, "MC_Slit_Anode".into(), "{\"code\":\"SLIT_BURR_HIGH\",\"message\":\"ü\\n\"}".into()),
+            (-0.0, String::new(), String::new()),
+            (f64::MAX, "x".into(), "y".repeat(70_000)),
+        ];
+        let mut bytes = Vec::new();
+        let mut scratch = Vec::new();
+        for r in &records {
+            write_record(&mut bytes, r, &mut scratch).unwrap();
+        }
+        let mut input = bytes.as_slice();
+        let mut back = Vec::new();
+        while let Some(r) = read_record::<String>(&mut input).unwrap() {
+            back.push(r);
+        }
+        assert_eq!(back.len(), 3);
+        for (a, b) in records.iter().zip(&back) {
+            assert_eq!((a.0.to_bits(), &a.1, &a.2), (b.0.to_bits(), &b.1, &b.2));
+        }
+        for cut in [1, 9, 20, bytes.len() - 1] {
+            let mut input = &bytes[..cut];
+            let mut result = Ok(None);
+            for _ in 0..4 {
+                result = read_record::<String>(&mut input);
+                if !matches!(result, Ok(Some(_))) {
+                    break;
+                }
+            }
+            assert!(result.is_err(), "cut at {cut} bytes must be an error, got {result:?}");
+        }
     }
 }
