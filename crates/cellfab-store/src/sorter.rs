@@ -49,11 +49,17 @@ fn write_record<T: SpillRecord>(out: &mut impl Write, record: &Keyed<T>, scratch
 /// Reads the next record, `None` at a clean end of file; a truncated record is an error.
 fn read_record<T: SpillRecord>(input: &mut impl Read) -> std::io::Result<Option<Keyed<T>>> {
     let mut t = [0u8; 8];
-    match input.read_exact(&mut t) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+    let first = loop {
+        match input.read(&mut t[..1]) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    if first == 0 {
+        return Ok(None);
     }
+    input.read_exact(&mut t[1..])?;
     let mut field = || -> std::io::Result<Vec<u8>> {
         let mut n = [0u8; 4];
         input.read_exact(&mut n)?;
