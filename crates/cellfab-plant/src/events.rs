@@ -23,6 +23,9 @@ pub trait DynSample: Send + Sync {
     fn legacy(&self, out: &mut LegacyRecord);
     /// The full typed sample as JSON (unit-suffixed names).
     fn to_json(&self) -> serde_json::Value;
+    /// The sample's table columns, straight into `sink`: the same names and values as
+    /// flattening [`DynSample::to_json`] (see [`crate::flat`]).
+    fn flatten(&self, sink: &mut dyn crate::flat::FlatSink) -> Result<(), serde_json::Error>;
 }
 
 impl<T: SampleRecord> DynSample for T {
@@ -34,6 +37,9 @@ impl<T: SampleRecord> DynSample for T {
     }
     fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+    fn flatten(&self, sink: &mut dyn crate::flat::FlatSink) -> Result<(), serde_json::Error> {
+        crate::flat::flatten(self, sink)
     }
 }
 

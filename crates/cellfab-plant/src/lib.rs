@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod faults;
+pub mod flat;
 pub mod kpi;
 pub mod pacing;
 pub mod parallel;

@@ -13,7 +13,7 @@
 //! end), so a run of any number of batches holds a bounded number of event rows in memory.
 
 use crate::sorter::{SpillRecord, TimeSorter};
-use crate::tables::{flatten_into, Cell, Column, ColumnType, Format, Row, TableEntry, TableError, TableWriter};
+use crate::tables::{Cell, Column, ColumnType, Format, Row, TableEntry, TableError, TableWriter};
 use cellfab_model::{Line, StageKind};
 use cellfab_plant::events::{MachineRef, PlantEvent};
 use cellfab_plant::RunReport;
@@ -26,6 +26,15 @@ pub fn machine_table(line: Line, stage: StageKind) -> String {
     match line {
         Line::Cell => stage.name().to_string(),
         _ => format!("{}_{}", stage.name(), line.title().to_lowercase()),
+    }
+}
+
+/// A line's name in the tables (`anode`, `cathode`, `cell`).
+fn line_name(line: Line) -> &'static str {
+    match line {
+        Line::Anode => "anode",
+        Line::Cathode => "cathode",
+        Line::Cell => "cell",
     }
 }
 
@@ -110,11 +119,17 @@ impl EventCells {
 
 impl SpillRecord for EventCells {
     fn encode(&self, out: &mut Vec<u8>) {
-        // cells are plain values, so serialising them cannot fail
-        let _ = serde_json::to_writer(out, &self.0);
+        crate::tables::encode_cells(out, &self.0);
     }
     fn decode(bytes: Vec<u8>) -> std::io::Result<Self> {
-        Ok(Self(serde_json::from_slice(&bytes)?))
+        let cells = crate::tables::decode_cells(&bytes)?;
+        if cells.len() != EVENT_COLUMNS.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "an events row with the wrong cell count",
+            ));
+        }
+        Ok(Self(cells))
     }
 }
 
@@ -178,18 +193,19 @@ impl RunTables {
                         self.samples.entry(name).or_insert(t)
                     }
                 };
-                let mut row: Row = vec![
-                    ("line".into(), Cell::Str(machine.line.title().to_lowercase())),
-                    ("machine_id".into(), Cell::Str(machine.machine_id.clone())),
-                    ("batch".into(), Cell::Int(machine.batch.into())),
-                    ("sample_index".into(), Cell::Int(*index as i64)),
-                    ("timestamp".into(), Cell::Timestamp(self.epoch_us + (t_s * 1e6).round() as i64)),
-                ];
-                flatten_into("", &sample.to_json(), &mut row);
-                table.push_row(row)?;
+                let us = self.epoch_us + (t_s * 1e6).round() as i64;
+                table.push_flat(|row| {
+                    row.text("line", line_name(machine.line));
+                    row.text("machine_id", &machine.machine_id);
+                    row.cell("batch", &Cell::Int(machine.batch.into()));
+                    row.cell("sample_index", &Cell::Int(*index as i64));
+                    row.timestamp("timestamp", us);
+                    sample.flatten(row)
+                })?;
             }
             PlantEvent::CellResults { rows, .. } => {
                 for r in rows.iter() {
+                    // a JSON value flattens through the same serializer as a typed sample
                     self.cells.push(r)?;
                 }
             }

@@ -14,8 +14,10 @@
 //!   fixed schema is given; an optional object that is null in some rows gives only its
 //!   fields' columns.
 //!
-//! Rows go to a temporary spill file first and are streamed into the final files in row
-//! groups of [`ROW_GROUP_ROWS`], so a table never sits in memory whole. Files are written under a
+//! Rows are flattened straight from the typed values ([`cellfab_plant::flat`], no
+//! `serde_json::Value` in between) into a compact binary spill file first, and are streamed
+//! into the final files in row groups of at most [`ROW_GROUP_ROWS`] rows and about
+//! [`ROW_GROUP_BYTES`] bytes, so a table never sits in memory whole. Files are written under a
 //! hidden temporary name and renamed by [`TableWriter::finish`], which returns one
 //! [`TableEntry`] per file with its row count and SHA-256. Parquet files use Snappy and carry
 //! no time-dependent metadata: the same rows give the same bytes.
@@ -24,6 +26,7 @@ use arrow_array::{
     ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use cellfab_plant::flat::{FlatSink, FlatValue};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
@@ -32,12 +35,18 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Rows per Parquet row group.
+/// Most rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 16_384;
+
+/// Estimated in-memory size [bytes] at which a Parquet row group is written before it has
+/// [`ROW_GROUP_ROWS`] rows: 8 bytes per value plus the length of every text value, so wide
+/// `*_json` columns give smaller groups and the memory of [`TableWriter::finish`] stays
+/// bounded.
+pub const ROW_GROUP_BYTES: usize = 8 << 20;
 
 /// Errors of the table writers.
 #[derive(Debug, thiserror::Error)]
@@ -243,17 +252,6 @@ pub enum Cell {
 }
 
 impl Cell {
-    fn ty(&self) -> Option<ColumnType> {
-        match self {
-            Cell::Null => None,
-            Cell::Bool(_) => Some(ColumnType::Bool),
-            Cell::Int(_) => Some(ColumnType::Int64),
-            Cell::Float(_) => Some(ColumnType::Float64),
-            Cell::Str(_) => Some(ColumnType::Utf8),
-            Cell::Timestamp(_) => Some(ColumnType::Timestamp),
-        }
-    }
-
     /// The value as text in a column of type `ty` (`None` for null): CSV fields.
     fn text(&self, ty: ColumnType) -> Option<String> {
         Some(match (self, ty) {
@@ -265,18 +263,6 @@ impl Cell {
             (Cell::Str(s), _) => s.clone(),
             (Cell::Timestamp(us), _) => timestamp_text(*us),
         })
-    }
-
-    /// The value as JSON in a column of type `ty`: JSON Lines.
-    fn json(&self, ty: ColumnType) -> Value {
-        match (self, ty) {
-            (Cell::Null, _) => Value::Null,
-            (Cell::Bool(b), ColumnType::Bool) => Value::Bool(*b),
-            (Cell::Int(i), ColumnType::Int64) => Value::from(*i),
-            (Cell::Int(i), ColumnType::Float64) => Value::from(*i as f64),
-            (Cell::Float(x), ColumnType::Float64) => Value::from(*x),
-            (c, _) => c.text(ty).map(Value::String).unwrap_or(Value::Null),
-        }
     }
 }
 
@@ -334,8 +320,187 @@ struct Target {
     path: PathBuf,
 }
 
-/// One row of the spill file: (column number in the registry, value).
-type SpillRow = Vec<(u32, Cell)>;
+/// A value on its way into the spill: a [`Cell`] that borrows its text.
+#[derive(Clone, Copy)]
+enum Leaf<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+    Timestamp(i64),
+}
+
+impl<'a> Leaf<'a> {
+    fn of(cell: &'a Cell) -> Self {
+        match cell {
+            Cell::Null => Leaf::Null,
+            Cell::Bool(b) => Leaf::Bool(*b),
+            Cell::Int(i) => Leaf::Int(*i),
+            Cell::Float(x) => Leaf::Float(*x),
+            Cell::Str(s) => Leaf::Str(s),
+            Cell::Timestamp(us) => Leaf::Timestamp(*us),
+        }
+    }
+
+    fn ty(self) -> Option<ColumnType> {
+        match self {
+            Leaf::Null => None,
+            Leaf::Bool(_) => Some(ColumnType::Bool),
+            Leaf::Int(_) => Some(ColumnType::Int64),
+            Leaf::Float(_) => Some(ColumnType::Float64),
+            Leaf::Str(_) => Some(ColumnType::Utf8),
+            Leaf::Timestamp(_) => Some(ColumnType::Timestamp),
+        }
+    }
+}
+
+// The spill file, row by row: u32 cell count, then per cell u32 column number (in the
+// registry), a tag byte and the payload: 8 little-endian bytes for numbers and instants,
+// 1 byte for booleans, u32 length + UTF-8 bytes for text, nothing for null.
+const TAG_NULL: u8 = 0;
+const TAG_BOOL: u8 = 1;
+const TAG_INT: u8 = 2;
+const TAG_FLOAT: u8 = 3;
+const TAG_STR: u8 = 4;
+const TAG_TIMESTAMP: u8 = 5;
+
+/// Appends one cell of a spill row to `buf`.
+fn encode_cell(buf: &mut Vec<u8>, column: u32, leaf: Leaf<'_>) {
+    buf.extend_from_slice(&column.to_le_bytes());
+    match leaf {
+        Leaf::Null => buf.push(TAG_NULL),
+        Leaf::Bool(b) => buf.extend_from_slice(&[TAG_BOOL, u8::from(b)]),
+        Leaf::Int(i) => {
+            buf.push(TAG_INT);
+            buf.extend_from_slice(&i.to_le_bytes());
+        }
+        Leaf::Float(x) => {
+            buf.push(TAG_FLOAT);
+            buf.extend_from_slice(&x.to_le_bytes());
+        }
+        Leaf::Str(s) => {
+            buf.push(TAG_STR);
+            // text longer than 4 GiB cannot be a table value; the length saturates and the
+            // spill reader reports the row as corrupt rather than misreading it
+            buf.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+            buf.extend_from_slice(s.as_bytes());
+        }
+        Leaf::Timestamp(us) => {
+            buf.push(TAG_TIMESTAMP);
+            buf.extend_from_slice(&us.to_le_bytes());
+        }
+    }
+}
+
+fn corrupt(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("corrupt spill file: {what}"))
+}
+
+fn read_array<const N: usize>(r: &mut impl Read) -> std::io::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    r.read_exact(&mut b).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => corrupt("truncated row"),
+        _ => e,
+    })?;
+    Ok(b)
+}
+
+/// Reads the next spill row into `row` (cleared first); `false` at the end of the file. A
+/// truncated or malformed row is an `InvalidData` error.
+fn decode_row(r: &mut impl BufRead, row: &mut Vec<(u32, Cell)>) -> std::io::Result<bool> {
+    row.clear();
+    if r.fill_buf()?.is_empty() {
+        return Ok(false);
+    }
+    let count = u32::from_le_bytes(read_array(r)?);
+    for _ in 0..count {
+        let column = u32::from_le_bytes(read_array(r)?);
+        let [tag] = read_array(r)?;
+        let cell = match tag {
+            TAG_NULL => Cell::Null,
+            TAG_BOOL => match read_array(r)? {
+                [0] => Cell::Bool(false),
+                [1] => Cell::Bool(true),
+                _ => return Err(corrupt("boolean byte")),
+            },
+            TAG_INT => Cell::Int(i64::from_le_bytes(read_array(r)?)),
+            TAG_FLOAT => Cell::Float(f64::from_le_bytes(read_array(r)?)),
+            TAG_TIMESTAMP => Cell::Timestamp(i64::from_le_bytes(read_array(r)?)),
+            TAG_STR => {
+                let len = u32::from_le_bytes(read_array(r)?) as usize;
+                let mut bytes = Vec::new();
+                // grows as bytes arrive: a corrupt length cannot allocate gigabytes up front
+                r.by_ref().take(len as u64).read_to_end(&mut bytes)?;
+                if bytes.len() != len {
+                    return Err(corrupt("truncated text"));
+                }
+                Cell::Str(String::from_utf8(bytes).map_err(|_| corrupt("text is not UTF-8"))?)
+            }
+            other => return Err(corrupt(&format!("unknown tag {other}"))),
+        };
+        row.push((column, cell));
+    }
+    Ok(true)
+}
+
+/// Appends `cells` to `buf` in the spill encoding (column numbers are positions), for
+/// records that keep their cells in a fixed column order (the sorted `events` rows).
+pub(crate) fn encode_cells(buf: &mut Vec<u8>, cells: &[Cell]) {
+    buf.extend_from_slice(&u32::try_from(cells.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for (i, cell) in cells.iter().enumerate() {
+        encode_cell(buf, i as u32, Leaf::of(cell));
+    }
+}
+
+/// The cells [`encode_cells`] wrote, in order; malformed bytes are an `InvalidData` error.
+pub(crate) fn decode_cells(mut bytes: &[u8]) -> std::io::Result<Vec<Cell>> {
+    let mut row = Vec::new();
+    if !decode_row(&mut bytes, &mut row)? || !bytes.is_empty() {
+        return Err(corrupt("not one row"));
+    }
+    row.into_iter()
+        .enumerate()
+        .map(|(i, (column, cell))| if column as usize == i { Ok(cell) } else { Err(corrupt("cells out of order")) })
+        .collect()
+}
+
+/// Builds one row of a [`TableWriter`]: each column is looked up by name (the name is
+/// allocated only the first time the table sees it), its type merged, and the value encoded
+/// straight into the row's spill bytes. Flattened values come in through [`FlatSink`].
+pub struct RowBuilder<'w> {
+    w: &'w mut TableWriter,
+}
+
+impl RowBuilder<'_> {
+    /// One column of the row.
+    pub fn cell(&mut self, name: &str, cell: &Cell) {
+        self.w.put(name, Leaf::of(cell));
+    }
+
+    /// A text column.
+    pub fn text(&mut self, name: &str, value: &str) {
+        self.w.put(name, Leaf::Str(value));
+    }
+
+    /// An instant column [µs since the Unix epoch, UTC].
+    pub fn timestamp(&mut self, name: &str, us: i64) {
+        self.w.put(name, Leaf::Timestamp(us));
+    }
+}
+
+impl FlatSink for RowBuilder<'_> {
+    fn value(&mut self, name: &str, value: FlatValue<'_>) {
+        let leaf = match value {
+            FlatValue::Null => Leaf::Null,
+            FlatValue::Bool(b) => Leaf::Bool(b),
+            FlatValue::Int(i) => Leaf::Int(i),
+            FlatValue::Float(x) => Leaf::Float(x),
+            FlatValue::Str(s) => Leaf::Str(s),
+        };
+        self.w.put(name, leaf);
+    }
+}
 
 /// Streams one table to one file per format.
 ///
@@ -353,6 +518,9 @@ pub struct TableWriter {
     index: HashMap<String, usize>,
     spill_path: PathBuf,
     spill: BufWriter<File>,
+    /// The spill bytes of the row being built, and its cell count.
+    row_buf: Vec<u8>,
+    row_cells: u32,
     rows: u64,
 }
 
@@ -390,6 +558,8 @@ impl TableWriter {
             index: HashMap::new(),
             spill_path,
             spill,
+            row_buf: Vec::with_capacity(1 << 12),
+            row_cells: 0,
             rows: 0,
         })
     }
@@ -433,38 +603,58 @@ impl TableWriter {
             .collect()
     }
 
-    /// Appends any serialisable row (flattened).
+    /// Appends any serialisable row, flattened as [`flatten`] does.
     pub fn push<T: Serialize + ?Sized>(&mut self, row: &T) -> Result<(), TableError> {
-        let row = flatten(row).map_err(|e| TableError::Row { table: self.name.clone(), message: e.to_string() })?;
-        self.push_row(row)
+        self.push_flat(|b| cellfab_plant::flat::flatten(row, b))
     }
 
     /// Appends a flattened row.
     pub fn push_row(&mut self, row: Row) -> Result<(), TableError> {
-        self.rows += 1;
-        let mut spill: SpillRow = Vec::with_capacity(row.len());
-        for (name, cell) in row {
-            let cell = match cell {
-                Cell::Float(x) if !x.is_finite() => Cell::Null,
-                c => c,
-            };
-            let i = match self.index.get(&name) {
-                Some(i) => *i,
-                None => {
-                    self.registry.push((name.clone(), None));
-                    self.index.insert(name, self.registry.len() - 1);
-                    self.registry.len() - 1
-                }
-            };
-            if let Some(t) = cell.ty() {
-                let slot = &mut self.registry[i].1;
-                *slot = Some(slot.map_or(t, |c| c.merge(t)));
-            }
-            spill.push((i as u32, cell));
+        self.push_flat(|b| {
+            row.iter().for_each(|(name, cell)| b.cell(name, cell));
+            Ok(())
+        })
+    }
+
+    /// Appends the row that `build` gives to a [`RowBuilder`], column by column. If `build`
+    /// fails the row is dropped (columns it named stay known to the table) and the error
+    /// is returned.
+    pub fn push_flat<F>(&mut self, build: F) -> Result<(), TableError>
+    where
+        F: FnOnce(&mut RowBuilder<'_>) -> Result<(), serde_json::Error>,
+    {
+        self.row_buf.clear();
+        self.row_cells = 0;
+        if let Err(e) = build(&mut RowBuilder { w: self }) {
+            return Err(TableError::Row { table: self.name.clone(), message: e.to_string() });
         }
         let io = |source| TableError::Io { table: self.name.clone(), source };
-        serde_json::to_writer(&mut self.spill, &spill).map_err(|e| io(e.into()))?;
-        self.spill.write_all(b"\n").map_err(io)
+        self.spill.write_all(&self.row_cells.to_le_bytes()).map_err(io)?;
+        self.spill.write_all(&self.row_buf).map_err(io)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// One cell of the row being built.
+    fn put(&mut self, name: &str, leaf: Leaf<'_>) {
+        let leaf = match leaf {
+            Leaf::Float(x) if !x.is_finite() => Leaf::Null,
+            l => l,
+        };
+        let i = match self.index.get(name) {
+            Some(i) => *i,
+            None => {
+                self.registry.push((name.to_string(), None));
+                self.index.insert(name.to_string(), self.registry.len() - 1);
+                self.registry.len() - 1
+            }
+        };
+        if let Some(t) = leaf.ty() {
+            let slot = &mut self.registry[i].1;
+            *slot = Some(slot.map_or(t, |c| c.merge(t)));
+        }
+        encode_cell(&mut self.row_buf, i as u32, leaf);
+        self.row_cells += 1;
     }
 
     fn pq(&self, e: impl std::fmt::Display) -> TableError {
@@ -522,24 +712,30 @@ impl TableWriter {
             });
         }
         let has_parquet = sinks.iter().any(|s| matches!(s, Sink::Parquet(_)));
+        let json_keys: Vec<String> =
+            columns.iter().map(|c| format!("{}:", serde_json::to_string(&c.name).unwrap_or_default())).collect();
         let mut group: Vec<Vec<Cell>> = Vec::new();
-        let spill = std::io::BufReader::with_capacity(1 << 16, File::open(&self.spill_path).map_err(io)?);
-        for line in std::io::BufRead::lines(spill) {
-            let line = line.map_err(io)?;
-            let row: SpillRow = serde_json::from_str(&line).map_err(|e| io(e.into()))?;
+        let mut group_bytes = 0usize;
+        let mut spill = BufReader::with_capacity(1 << 16, File::open(&self.spill_path).map_err(io)?);
+        let mut row = Vec::new();
+        while decode_row(&mut spill, &mut row).map_err(io)? {
             let mut cells = vec![Cell::Null; columns.len()];
-            for (i, cell) in row {
-                if let Some(Some(at)) = to_column.get(i as usize) {
-                    cells[*at] = cell;
+            for (i, cell) in row.drain(..) {
+                match to_column.get(i as usize) {
+                    Some(Some(at)) => cells[*at] = cell,
+                    Some(None) => {}
+                    None => return Err(io(corrupt("column number out of range"))),
                 }
             }
             for sink in &mut sinks {
-                write_row(sink, &columns, &cells).map_err(io)?;
+                write_row(sink, &columns, &json_keys, &cells).map_err(io)?;
             }
             if has_parquet {
+                group_bytes += cells.iter().map(|c| if let Cell::Str(s) = c { 8 + s.len() } else { 8 }).sum::<usize>();
                 group.push(cells);
-                if group.len() >= ROW_GROUP_ROWS {
+                if group.len() >= ROW_GROUP_ROWS || group_bytes >= ROW_GROUP_BYTES {
                     self.write_group(&mut sinks, &columns, &schema, std::mem::take(&mut group))?;
+                    group_bytes = 0;
                 }
             }
         }
@@ -588,22 +784,29 @@ impl TableWriter {
         for sink in sinks {
             if let Sink::Parquet(w) = sink {
                 w.write(&batch).map_err(|e| self.pq(e))?;
+                // close the row group here even below ROW_GROUP_ROWS (byte budget)
+                w.flush().map_err(|e| self.pq(e))?;
             }
         }
         Ok(())
     }
 }
 
-/// Writes one row to a JSON Lines or CSV sink (Parquet sinks take row groups).
-fn write_row(sink: &mut Sink, columns: &[Column], cells: &[Cell]) -> std::io::Result<()> {
+/// Writes one row to a JSON Lines or CSV sink (Parquet sinks take row groups). `keys` are
+/// the columns' names as JSON strings followed by `:`; a JSON Lines row is written straight
+/// from the cells, byte for byte what serialising a JSON object of them would give.
+fn write_row(sink: &mut Sink, columns: &[Column], keys: &[String], cells: &[Cell]) -> std::io::Result<()> {
     match sink {
         Sink::Jsonl(w) => {
-            let mut map = serde_json::Map::with_capacity(cells.len());
-            for (c, cell) in columns.iter().zip(cells) {
-                map.insert(c.name.clone(), cell.json(c.ty));
+            w.write_all(b"{")?;
+            for (i, ((c, key), cell)) in columns.iter().zip(keys).zip(cells).enumerate() {
+                if i > 0 {
+                    w.write_all(b",")?;
+                }
+                w.write_all(key.as_bytes())?;
+                write_json_cell(&mut *w, cell, c.ty)?;
             }
-            serde_json::to_writer(&mut *w, &Value::Object(map))?;
-            w.write_all(b"\n")
+            w.write_all(b"}\n")
         }
         Sink::Csv(w) => {
             for (c, cell) in columns.iter().zip(cells) {
@@ -613,6 +816,23 @@ fn write_row(sink: &mut Sink, columns: &[Column], cells: &[Cell]) -> std::io::Re
         }
         Sink::Parquet(_) => Ok(()),
     }
+}
+
+/// The JSON of one cell in a column of type `ty`: numbers as numbers where the column is
+/// numeric (integers in a float column as floats), anything else as its text.
+fn write_json_cell(w: &mut impl Write, cell: &Cell, ty: ColumnType) -> std::io::Result<()> {
+    let written = match (cell, ty) {
+        (Cell::Null, _) => return w.write_all(b"null"),
+        (Cell::Bool(b), ColumnType::Bool) => serde_json::to_writer(w, b),
+        (Cell::Int(i), ColumnType::Int64) => serde_json::to_writer(w, i),
+        (Cell::Int(i), ColumnType::Float64) => serde_json::to_writer(w, &(*i as f64)),
+        (Cell::Float(x), ColumnType::Float64) => serde_json::to_writer(w, x),
+        (c, _) => match c.text(ty) {
+            Some(text) => serde_json::to_writer(w, &text),
+            None => return w.write_all(b"null"),
+        },
+    };
+    written.map_err(std::io::Error::from)
 }
 
 fn column_array(ty: ColumnType, rows: &[Vec<Cell>], i: usize) -> ArrayRef {
@@ -665,6 +885,43 @@ pub fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
 mod tests {
     use super::*;
 
+    /// The JSON of a cell as a `serde_json::Value` (the reference for [`write_json_cell`]).
+    fn json_value(cell: &Cell, ty: ColumnType) -> Value {
+        match (cell, ty) {
+            (Cell::Null, _) => Value::Null,
+            (Cell::Bool(b), ColumnType::Bool) => Value::Bool(*b),
+            (Cell::Int(i), ColumnType::Int64) => Value::from(*i),
+            (Cell::Int(i), ColumnType::Float64) => Value::from(*i as f64),
+            (Cell::Float(x), ColumnType::Float64) => Value::from(*x),
+            (c, _) => c.text(ty).map(Value::String).unwrap_or(Value::Null),
+        }
+    }
+
+    #[test]
+    fn json_cells_are_written_as_their_json_values_would_be() {
+        let cells = [
+            Cell::Null,
+            Cell::Bool(true),
+            Cell::Int(-42),
+            Cell::Int(i64::MAX),
+            Cell::Float(0.1),
+            Cell::Float(3.0),
+            Cell::Float(1e-300),
+            Cell::Float(f64::NAN),
+            Cell::Str("a \"quoted\"\n\u{1}ü".into()),
+            Cell::Timestamp(1_735_689_600_250_000),
+        ];
+        use ColumnType::*;
+        for ty in [Bool, Int64, Float64, Utf8, Timestamp] {
+            for cell in &cells {
+                let mut out = Vec::new();
+                write_json_cell(&mut out, cell, ty).unwrap();
+                let expected = serde_json::to_string(&json_value(cell, ty)).unwrap();
+                assert_eq!(String::from_utf8(out).unwrap(), expected, "{cell:?} in a {ty:?} column");
+            }
+        }
+    }
+
     #[test]
     fn formats_parse_with_json_as_the_seed_layout() {
         let f = OutputFormats::parse("parquet,json,csv,parquet").unwrap();
@@ -684,6 +941,54 @@ mod tests {
         assert_eq!(row[1].1, Cell::Int(3));
         assert_eq!(row[3].1, Cell::Null);
         assert_eq!(row[4].1, Cell::Str("[1,2]".into()));
+    }
+
+    fn spill_bytes(rows: &[Vec<(u32, Cell)>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for row in rows {
+            out.extend_from_slice(&(row.len() as u32).to_le_bytes());
+            row.iter().for_each(|(i, c)| encode_cell(&mut out, *i, Leaf::of(c)));
+        }
+        out
+    }
+
+    fn read_all(mut bytes: &[u8]) -> std::io::Result<Vec<Vec<(u32, Cell)>>> {
+        let mut out = Vec::new();
+        let mut row = Vec::new();
+        while decode_row(&mut bytes, &mut row)? {
+            out.push(std::mem::take(&mut row));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn spill_rows_round_trip_every_cell_kind_and_a_truncated_spill_is_an_error() {
+        let rows = vec![
+            vec![
+                (0, Cell::Null),
+                (1, Cell::Bool(true)),
+                (2, Cell::Bool(false)),
+                (3, Cell::Int(i64::MIN)),
+                (4, Cell::Float(-0.1)),
+                (5, Cell::Str(String::new())),
+                (6, Cell::Str("Ω µm 🔋 \"q\"".into())),
+                (7, Cell::Timestamp(1_735_689_600_000_001)),
+            ],
+            vec![],
+            (0..1000).map(|i| (i, Cell::Int(i.into()))).collect(),
+        ];
+        let bytes = spill_bytes(&rows);
+        assert_eq!(read_all(&bytes).unwrap(), rows);
+        // a cut anywhere inside a row (here: the first, and the last of three)
+        let first = spill_bytes(&rows[..1]);
+        let before_last = spill_bytes(&rows[..2]).len();
+        for cut in (1..first.len()).chain(before_last + 1..bytes.len()) {
+            let err = read_all(&bytes[..cut]).expect_err("a truncated spill must not read back");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "cut at {cut}");
+        }
+        let mut bad = spill_bytes(&rows[..1]);
+        bad[8] = 9; // the first cell's tag
+        assert!(read_all(&bad).is_err());
     }
 
     #[test]

@@ -314,3 +314,83 @@ fn docs_data_md_lists_every_column_of_every_table() {
     }
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// SHA-256 of every JSON Lines and CSV table of a small run (64 cells, 3 batches, seed 1),
+/// recorded with the JSON-lines spill before rows were flattened directly and spilled in
+/// binary: the faster path must give the same bytes. A deliberate change to the model or the
+/// table layout changes these; regenerate them with the command in the test.
+const GOLDEN_TABLES: &[(&str, &str)] = &[
+    ("csv/aging.csv", "66692f3f492fd2d6a219f11e23500d5d5feca8db8c5b47da06d0301e1c4c9d45"),
+    ("csv/calendaring_anode.csv", "d44b639af652348a853a05322ef7cc04370332c5f6f2b81c3f25b9ff505ea5bc"),
+    ("csv/calendaring_cathode.csv", "44d5ba2913a666010d72921ae5243779cdebb9e25a5599d3eea287a5a8e4a255"),
+    ("csv/cell_assembly.csv", "45cc5930fce5dbcfe5c51a9c72dac8ebf7257c7827ab06467789e619da759b94"),
+    ("csv/cells.csv", "5b4e8948781ff2bbc4098a6b6dc2984483219bcf88a20a3ab78f167a6ce00dea"),
+    ("csv/coating_anode.csv", "5fce43e93d8f0030cbf1d7d5fe14929fc4368c239d1ef4878eb179d86d8d4f5d"),
+    ("csv/coating_cathode.csv", "11149563a6c3b02e848e3c59c2da80ebc9f858eedea8e56e0740ff3336cb2720"),
+    ("csv/drying_anode.csv", "9d2d890d208dabe88ecc1d3c0c2e38d5449c7ad0e146f42324a62cfec086fece"),
+    ("csv/drying_cathode.csv", "a31dd73bcd0b4aa8ae01dcd0d0863de072ae9ebb4de63e68e2fc28e040e7c0b5"),
+    ("csv/electrolyte_filling.csv", "f1a56ffc772277c36f68e8e8f7e22bb3ca14acc7f359e3f08b7b935e835f4a78"),
+    ("csv/events.csv", "cd43c456ed9f67d8ec27b47920095d69a3270a9a75894683ee19626ca1ccc335"),
+    ("csv/formation_cycling.csv", "a9927c38c1b22a30fa126e15af18256be13124b89eaaed0118d36759ee06d173"),
+    ("csv/inspection_anode.csv", "ba936318556aa8aca8ce7cdd3b27f3726191bf2c538875814ee4ee14280b6325"),
+    ("csv/inspection_cathode.csv", "ec4d97d27a880dfa8696762d691b7347fc0547b45ffd65d86a075833e8fac7d1"),
+    ("csv/kpis.csv", "b695e1855dc504f75d9e483ff6033f54656d624d6fdf19a22690b1ef979b10c4"),
+    ("csv/mixing_anode.csv", "6d1490293ffe3290bb001f02eff6a73d695ced65c8e3daec12fc3d16cfea6fca"),
+    ("csv/mixing_cathode.csv", "5be1d86f0aea213d22f8347660dc29ec3355e3dbc5eb965b3b44ac92ec5e2d7d"),
+    ("csv/rewinding_anode.csv", "8442592292a149c5cc2cc319ae6baf9fee7824dfabd0cad91c8e391982de0256"),
+    ("csv/rewinding_cathode.csv", "f6d9ad4949a5d68ce0bc1b8a168abc767bf3262535a63d841702c9eee92871bf"),
+    ("csv/slitting_anode.csv", "60c21b2dd2fc5ab7001d0513507ccd57e86028f424e33b50c40f734365d086bd"),
+    ("csv/slitting_cathode.csv", "9f9629a5a452b637abd1a5e0c70d455af743f7621fcf9af353a21714e4afaf0c"),
+    ("jsonl/aging.jsonl", "4e216305595dd82dba7ade152045683077a7c59c4caf61e2e3f1135d11d97597"),
+    ("jsonl/calendaring_anode.jsonl", "d8091f78332c8c7ab9c1cb0fb6b052df99142cb51e0a360bf4dcf5eab905180b"),
+    ("jsonl/calendaring_cathode.jsonl", "87ea9707faff4829156ae5871c3ebcada05a20604e74dd9b69e720e2b5c49c5f"),
+    ("jsonl/cell_assembly.jsonl", "35be4c2c809ce03cbac8df8de33bbf059dbc23cc52d5a2d931e6f3ec1bc9ee42"),
+    ("jsonl/cells.jsonl", "c212c455f719cc441fec311d43e912c9d124babc25b1b413d1b2f0b6cef79c3e"),
+    ("jsonl/coating_anode.jsonl", "363cb472e3ea637b2d35dc60880f8ceb446d0a65e83357ed3f52700def73a31d"),
+    ("jsonl/coating_cathode.jsonl", "cb2d223523fe0f0fe962c5cb580778a2add222c0725f592b83770c9c1162fdd0"),
+    ("jsonl/drying_anode.jsonl", "9a59b433d7fbaf9c2f5f5721d27f1ad0b97cc4a9d5754bc3808e76bf4c11e173"),
+    ("jsonl/drying_cathode.jsonl", "53fd255e6163d0f9f8eac2e59810615da2131a9e0dbc842b74e45af979326a4a"),
+    ("jsonl/electrolyte_filling.jsonl", "87ceecbd571a60e28cf34495eafeb0b48be8163e32b0f0c76282b2d3b8ad9a0b"),
+    ("jsonl/events.jsonl", "7c5637c4e19b0fc6c93fc7cd89f351395e2ba1bfae296ab15b4a9c160a521206"),
+    ("jsonl/formation_cycling.jsonl", "ebb8aed33ddf5d5c5a80f47563a6dbc262f16d64f3db40866d4daadbf6c73f64"),
+    ("jsonl/inspection_anode.jsonl", "936cc78e18af5bfb53630e31643a3f5ecc550c74707d7302ed818bfb1499011d"),
+    ("jsonl/inspection_cathode.jsonl", "5e848b597d3aa334f0dafc1666c6f6745f490022db61744a40fa3605ff58f5df"),
+    ("jsonl/kpis.jsonl", "63baffb26e8be29081c07b8fe285ace5dc101810011f852e5716a026c04b01d6"),
+    ("jsonl/mixing_anode.jsonl", "9fb918197d4ad238baffe1ab792280372d7e83bf89166982fe7f35a5a87259fb"),
+    ("jsonl/mixing_cathode.jsonl", "bb9f682f45d684c80dd7cfd308dd8b0bd80944eb365d1101c63cad51e2277e18"),
+    ("jsonl/rewinding_anode.jsonl", "2bbc022d379ee41d5b945e674edf59322fd3340df639d10f137a4092af6dfdd5"),
+    ("jsonl/rewinding_cathode.jsonl", "e5acd03681ac179033a6a6122e6ed60363801efc5352336f6e75960cbfe5a277"),
+    ("jsonl/slitting_anode.jsonl", "78d077b0444de6e17fcad5398acd4fe9f5bac819939ccd4f40238fe28b9822fe"),
+    ("jsonl/slitting_cathode.jsonl", "801dd811f2473ee323ec9b75c826de50a519eeda6dc73eb0d17d3f6efd84944b"),
+];
+
+#[test]
+fn jsonl_and_csv_tables_keep_their_recorded_bytes() {
+    // cellfab run --quiet --config small.toml --batches 3 --seed 1 --start 2025-01-01T00:00:00Z
+    //   --format jsonl,csv  (small.toml: queue_capacity = 1000, max_cells = 64)
+    let base = tmp("golden");
+    let config = base.join("golden.toml");
+    std::fs::write(&config, "[plant]\nqueue_capacity = 1000\n\n[cell.assembly]\nmax_cells = 64\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_cellfab"))
+        .args(["run", "--quiet", "--batches", "3", "--seed", "1", "--start", START, "--format", "jsonl,csv"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(base.join("out"))
+        .output()
+        .expect("cellfab runs");
+    assert!(o.status.success(), "cellfab run failed: {}", String::from_utf8_lossy(&o.stderr));
+    let dir = PathBuf::from(String::from_utf8(o.stdout).unwrap().lines().last().unwrap().trim());
+    let mut files = 0;
+    for f in ["csv", "jsonl"] {
+        for e in std::fs::read_dir(dir.join("tables").join(f)).unwrap() {
+            let p = e.unwrap().path();
+            let rel = format!("{f}/{}", p.file_name().unwrap().to_string_lossy());
+            let expected = GOLDEN_TABLES.iter().find(|(n, _)| *n == rel).map(|(_, h)| *h);
+            assert_eq!(Some(sha256_hex(&p).as_str()), expected, "{rel}");
+            files += 1;
+        }
+    }
+    assert_eq!(files, GOLDEN_TABLES.len());
+    let _ = std::fs::remove_dir_all(&base);
+}
