@@ -223,9 +223,12 @@ impl<S: Stage> Machine<S> {
         let run = S::run(&self.params, input, &mut self.state, &mut ctx, &mut sink);
         let compute_wall_s = wall.elapsed().as_secs_f64();
         let end_t_s = start_t_s + run.duration_s;
+        // the KPIs read a few numbers: the alarm list (up to ~10^5 events with worn slitter
+        // blades) is left out instead of being converted and dropped
+        let fields = crate::skip_fields::to_value_without(&run.result, &["alarms"]).unwrap_or_default();
         let result: Arc<dyn DynResult> = Arc::new(run.result);
         let params = serde_json::to_value(&self.params).unwrap_or_default();
-        let measures = crate::kpi::measures(S::KIND, &result.to_json(), &params, run.duration_s, result.accepted());
+        let measures = crate::kpi::measures(S::KIND, &fields, &params, run.duration_s, result.accepted());
         env.stats.lock().expect("stats lock").push(StageStat {
             machine: machine.clone(),
             ready_t_s,

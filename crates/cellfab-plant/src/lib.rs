@@ -21,6 +21,7 @@ pub mod flat;
 pub mod kpi;
 pub mod pacing;
 pub mod parallel;
+pub mod skip_fields;
 
 pub use config::PlantConfig;
 pub use error::PlantError;
