@@ -6,7 +6,11 @@
 //! (`.<name>.run<k>.spill`, length-prefixed binary records: plant time, machine id, payload as
 //! [`SpillRecord`] encodes it), and [`TimeSorter::drain_sorted`] merges the runs with a heap.
 //! Ties between runs go to the earlier run and a run keeps its order, so the result is exactly
-//! that of one stable sort of all records, whatever the buffer size.
+//! that of one stable sort of all records, whatever the buffer size. Whenever
+//! [`MERGE_FAN_IN`] runs of the same level pile up they are merged into one run of the next
+//! level (as a log-structured merge does), so a run of a thousand batches with millions of
+//! alarm events still merges a few dozen files at the end, each record rewritten only
+//! log₆₄(runs) times.
 
 use std::collections::BinaryHeap;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -79,13 +83,22 @@ fn by_time_then_machine<T>(a: &Keyed<T>, b: &Keyed<T>) -> std::cmp::Ordering {
     a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1))
 }
 
+/// Runs merged into one as soon as this many of the same size are on disk, so a merge never
+/// holds more than this many files open (and their read buffers) however long the run.
+pub const MERGE_FAN_IN: usize = 64;
+
 /// Sorts records by (plant time, machine id), stably, spilling sorted runs to disk.
 pub struct TimeSorter<T> {
     dir: PathBuf,
     name: String,
     run_records: usize,
     buffer: Vec<Keyed<T>>,
-    runs: Vec<PathBuf>,
+    /// Run files in arrival order, each with its level (0: a spilled buffer; L + 1: a merge
+    /// of `MERGE_FAN_IN` runs of level L). Levels never increase along the list.
+    runs: Vec<(PathBuf, u32)>,
+    /// Run files written so far (for unique names).
+    written: usize,
+    fan_in: usize,
 }
 
 /// The head record of one run in the merge heap (a max-heap, so the order is reversed).
@@ -111,11 +124,55 @@ impl<T> Ord for Head<T> {
     }
 }
 
+/// Where a merge reads one run from.
+enum Source<T> {
+    File(BufReader<std::fs::File>),
+    Memory(std::vec::IntoIter<Keyed<T>>),
+}
+
+impl<T: SpillRecord> Source<T> {
+    fn next(&mut self) -> std::io::Result<Option<Keyed<T>>> {
+        match self {
+            Source::File(f) => read_record(f),
+            Source::Memory(m) => Ok(m.next()),
+        }
+    }
+}
+
+/// Merges sorted sources (earlier source first on ties) into `sink`.
+fn merge<T: SpillRecord, E>(
+    mut sources: Vec<Source<T>>,
+    io: &impl Fn(std::io::Error) -> E,
+    sink: &mut impl FnMut(Keyed<T>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut heap = BinaryHeap::with_capacity(sources.len());
+    for (run, source) in sources.iter_mut().enumerate() {
+        if let Some(record) = source.next().map_err(io)? {
+            heap.push(Head { record, run });
+        }
+    }
+    while let Some(Head { record, run }) = heap.pop() {
+        if let Some(next) = sources[run].next().map_err(io)? {
+            heap.push(Head { record: next, run });
+        }
+        sink(record)?;
+    }
+    Ok(())
+}
+
 impl<T: SpillRecord> TimeSorter<T> {
     /// A sorter that keeps up to `run_records` records in memory and spills runs into `dir`
     /// (created when the first run is written).
     pub fn new(dir: PathBuf, name: &str, run_records: usize) -> Self {
-        Self { dir, name: name.to_string(), run_records: run_records.max(1), buffer: Vec::new(), runs: Vec::new() }
+        Self {
+            dir,
+            name: name.to_string(),
+            run_records: run_records.max(1),
+            buffer: Vec::new(),
+            runs: Vec::new(),
+            written: 0,
+            fan_in: MERGE_FAN_IN,
+        }
     }
 
     /// Adds one record.
@@ -127,22 +184,54 @@ impl<T: SpillRecord> TimeSorter<T> {
         Ok(())
     }
 
-    /// Runs written to disk so far.
+    /// Run files on disk now.
     pub fn spilled_runs(&self) -> usize {
         self.runs.len()
     }
 
+    fn new_run_path(&mut self) -> PathBuf {
+        self.written += 1;
+        self.dir.join(format!(".{}.run{}.spill", self.name, self.written - 1))
+    }
+
     fn spill(&mut self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let path = self.dir.join(format!(".{}.run{}.spill", self.name, self.runs.len()));
-        self.runs.push(path.clone());
+        let path = self.new_run_path();
         self.buffer.sort_by(by_time_then_machine);
         let mut out = BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?);
         let mut scratch = Vec::new();
         for record in self.buffer.drain(..) {
             write_record(&mut out, &record, &mut scratch)?;
         }
-        out.flush()
+        out.flush()?;
+        self.runs.push((path, 0));
+        self.compact()
+    }
+
+    /// Merges the last `fan_in` runs into one while they share a level.
+    fn compact(&mut self) -> std::io::Result<()> {
+        while self.runs.len() >= self.fan_in {
+            let tail = &self.runs[self.runs.len() - self.fan_in..];
+            let level = tail[0].1;
+            if tail.iter().any(|(_, l)| *l != level) {
+                return Ok(());
+            }
+            let tail: Vec<(PathBuf, u32)> = self.runs.split_off(self.runs.len() - self.fan_in);
+            let path = self.new_run_path();
+            let mut sources = Vec::with_capacity(tail.len());
+            for (p, _) in &tail {
+                sources.push(Source::File(BufReader::with_capacity(1 << 16, std::fs::File::open(p)?)));
+            }
+            let mut out = BufWriter::with_capacity(1 << 16, std::fs::File::create(&path)?);
+            let mut scratch = Vec::new();
+            merge::<T, std::io::Error>(sources, &|e| e, &mut |record| write_record(&mut out, &record, &mut scratch))?;
+            out.flush()?;
+            for (p, _) in &tail {
+                std::fs::remove_file(p)?;
+            }
+            self.runs.push((path, level + 1));
+        }
+        Ok(())
     }
 
     /// Hands every payload to `sink` in sorted order, then removes the run files; `io` turns
@@ -152,45 +241,26 @@ impl<T: SpillRecord> TimeSorter<T> {
         io: impl Fn(std::io::Error) -> E,
         mut sink: impl FnMut(T) -> Result<(), E>,
     ) -> Result<(), E> {
-        let result = self.merge(&io, &mut sink);
-        for path in &self.runs {
+        let result = self.merge_all(&io, &mut sink);
+        for (path, _) in &self.runs {
             let _ = std::fs::remove_file(path);
         }
         result
     }
 
-    fn merge<E>(
+    fn merge_all<E>(
         &mut self,
         io: &impl Fn(std::io::Error) -> E,
         sink: &mut impl FnMut(T) -> Result<(), E>,
     ) -> Result<(), E> {
+        let mut sources = Vec::with_capacity(self.runs.len() + 1);
+        for (path, _) in &self.runs {
+            sources.push(Source::File(BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(io)?)));
+        }
         // the records still buffered came last: they are the last run, kept in memory
         self.buffer.sort_by(by_time_then_machine);
-        let mut memory = std::mem::take(&mut self.buffer).into_iter();
-        let mut files = Vec::with_capacity(self.runs.len());
-        for path in &self.runs {
-            files.push(BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(io)?));
-        }
-        let last = files.len();
-        let mut next = |run: usize| -> std::io::Result<Option<Keyed<T>>> {
-            if run == last {
-                return Ok(memory.next());
-            }
-            read_record(&mut files[run])
-        };
-        let mut heap = BinaryHeap::new();
-        for run in 0..=last {
-            if let Some(record) = next(run).map_err(io)? {
-                heap.push(Head { record, run });
-            }
-        }
-        while let Some(Head { record, run }) = heap.pop() {
-            if let Some(record) = next(run).map_err(io)? {
-                heap.push(Head { record, run });
-            }
-            sink(record.2)?;
-        }
-        Ok(())
+        sources.push(Source::Memory(std::mem::take(&mut self.buffer).into_iter()));
+        merge(sources, io, &mut |record| sink(record.2))
     }
 }
 
@@ -216,13 +286,22 @@ mod tests {
         let mut expected = input.clone();
         expected.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
         let dir = std::env::temp_dir().join(format!("cellfab-time-sorter-{}", std::process::id()));
-        for run_records in [1, 4, 10, 1000] {
+        for (run_records, fan_in) in [(1, 2), (1, 3), (1, MERGE_FAN_IN), (4, 4), (10, 2), (1000, 2)] {
             let mut sorter = TimeSorter::new(dir.clone(), "events", run_records);
+            sorter.fan_in = fan_in;
             for (t, m, i) in &input {
                 sorter.push(*t, m, *i).unwrap();
             }
-            let expected_runs = if run_records >= input.len() { 0 } else { input.len() / run_records };
-            assert_eq!(sorter.spilled_runs(), expected_runs);
+            let spilled = if run_records >= input.len() { 0 } else { input.len() / run_records };
+            // with merging, the runs on disk are the digits of the spill count in base fan_in
+            let mut expected_runs = 0;
+            let mut n = spilled;
+            while n > 0 {
+                expected_runs += n % fan_in;
+                n /= fan_in;
+            }
+            assert_eq!(sorter.spilled_runs(), expected_runs, "run size {run_records}, fan-in {fan_in}");
+            assert!(sorter.spilled_runs() < fan_in * 7, "merging keeps the open runs few");
             let mut out = Vec::new();
             sorter
                 .drain_sorted(
@@ -233,7 +312,11 @@ mod tests {
                     },
                 )
                 .unwrap();
-            assert_eq!(out, expected.iter().map(|e| e.2).collect::<Vec<_>>(), "run size {run_records}");
+            assert_eq!(
+                out,
+                expected.iter().map(|e| e.2).collect::<Vec<_>>(),
+                "run size {run_records}, fan-in {fan_in}"
+            );
             let left = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
             assert_eq!(left, 0, "run files removed");
         }
