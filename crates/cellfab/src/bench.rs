@@ -57,6 +57,12 @@ pub struct BenchArgs {
     /// Output format of the `--batches` series (jsonl, parquet, csv or json).
     #[arg(long, default_value = "parquet")]
     batches_format: String,
+    /// In the `--batches` series, change the slitter blades after every batch
+    /// (`blade_change_edge_radius_m` = 1.01 µm), so every batch carries the same work: the
+    /// software's scaling without the blade-wear cycle (MODELS.md §5.2), whose worn batches
+    /// carry up to ~500 times the alarm events and ~5 times the samples of a fresh one.
+    #[arg(long)]
+    fresh_blades: bool,
     /// The samples endpoint: max_points=2000 over this many stored samples of one machine.
     #[arg(long)]
     samples_endpoint: Option<u64>,
@@ -129,7 +135,7 @@ fn suite(args: &BenchArgs) -> Result<bool> {
             formats::per_format(r, false, &dir)?;
         }
         if !args.batches.is_empty() {
-            formats::batches(&args.batches, &args.batches_format, 1, &dir)?;
+            formats::batches(&args.batches, &args.batches_format, args.fresh_blades, 1, &dir)?;
         }
         if let Some(n) = args.samples_endpoint {
             // a slow endpoint on 10^6 samples takes seconds per call: fewer calls then
@@ -150,7 +156,8 @@ fn quick(threads: usize) -> Result<()> {
     let result = (|| {
         stage_table(1, true, threads)?;
         formats::per_format(1, true, &dir)?;
-        formats::batches(&[1, 2, 4], "parquet", 1, &dir)?;
+        formats::batches(&[1, 2, 4], "parquet", false, 1, &dir)?;
+        formats::batches(&[2], "parquet", true, 1, &dir)?;
         server::samples_endpoint(10_000, 3, &dir)?;
         server::fanout(10, 600.0, 2.0, &dir)?;
         sweep_throughput(2, threads, 1)

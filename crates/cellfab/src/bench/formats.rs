@@ -181,16 +181,26 @@ fn child_run(args: &[String]) -> Result<ChildFigures> {
     Ok(ChildFigures { wall_s, peak_rss_kb })
 }
 
-/// Part 2: N batches of the trimmed lot (64 cells) written as `format`, one child per N.
-pub fn batches(counts: &[u32], format: &str, repeat: u32, scratch: &Path) -> Result<()> {
-    println!("\n== N batches, 64-cell lot, --format {format}, one `cellfab run` child per N (median of {repeat}) ==");
+/// Part 2: N batches of the trimmed lot (64 cells) written as `format`, one child per N;
+/// with `fresh_blades` the slitters change blades after every batch.
+pub fn batches(counts: &[u32], format: &str, fresh_blades: bool, repeat: u32, scratch: &Path) -> Result<()> {
+    let blades = if fresh_blades { ", blades changed after every batch" } else { "" };
+    println!(
+        "\n== N batches, 64-cell lot{blades}, --format {format}, one `cellfab run` child per N (median of {repeat}) =="
+    );
     let toml = scratch.join("trimmed.toml");
     // the queue in front of the mixers must hold every batch of the run
     let most = counts.iter().copied().max().unwrap_or(1).max(1);
-    std::fs::write(&toml, format!("[plant]\nqueue_capacity = {most}\n\n[cell.assembly]\nmax_cells = 64\n"))?;
+    let mut config = format!("[plant]\nqueue_capacity = {most}\n\n[cell.assembly]\nmax_cells = 64\n");
+    if fresh_blades {
+        for line in ["anode", "cathode"] {
+            config.push_str(&format!("\n[{line}.slitting]\nblade_change_edge_radius_m = 1.01e-6\n"));
+        }
+    }
+    std::fs::write(&toml, config)?;
     println!(
-        "{:>6} {:>10} {:>12} {:>14} {:>12} {:>14}",
-        "N", "wall s", "s per batch", "vs N x (N=1)", "peak RSS MB", "RSS vs N=10"
+        "{:>6} {:>10} {:>12} {:>14} {:>12} {:>14} {:>12}",
+        "N", "wall s", "s per batch", "vs N x (N=1)", "peak RSS MB", "RSS vs N=10", "output MB"
     );
     let mut one = None;
     let mut ten = None;
@@ -198,6 +208,7 @@ pub fn batches(counts: &[u32], format: &str, repeat: u32, scratch: &Path) -> Res
         let out: PathBuf = scratch.join(format!("batches-{n}"));
         let mut walls = Vec::new();
         let mut rss = Vec::new();
+        let mut output_mb = 0.0;
         for _ in 0..repeat {
             let _ = std::fs::remove_dir_all(&out);
             let args: Vec<String> =
@@ -210,6 +221,7 @@ pub fn batches(counts: &[u32], format: &str, repeat: u32, scratch: &Path) -> Res
             let f = child_run(&args)?;
             walls.push(f.wall_s);
             rss.push(f.peak_rss_kb as f64 / 1024.0);
+            output_mb = du(&out).0 as f64 / 1e6;
         }
         let _ = std::fs::remove_dir_all(&out);
         let wall = stats(walls).median;
@@ -221,13 +233,14 @@ pub fn batches(counts: &[u32], format: &str, repeat: u32, scratch: &Path) -> Res
             ten = Some(rss);
         }
         println!(
-            "{:>6} {:>10.2} {:>12.3} {:>14} {:>12.1} {:>14}",
+            "{:>6} {:>10.2} {:>12.3} {:>14} {:>12.1} {:>14} {:>12.1}",
             n,
             wall,
             wall / n as f64,
             one.map_or("-".into(), |o| format!("{:.3}", wall / (o * n as f64))),
             rss,
-            ten.map_or("-".into(), |t| format!("{:.3}", rss / t))
+            ten.map_or("-".into(), |t| format!("{:.3}", rss / t)),
+            output_mb
         );
     }
     Ok(())
