@@ -14,7 +14,13 @@ use std::collections::{BTreeMap, BTreeSet};
 fn direct<T: Serialize + ?Sized>(value: &T) -> Row {
     let mut out: Vec<(String, FlatOwned)> = Vec::new();
     flat(value, &mut out).unwrap();
-    out.into_iter()
+    as_cells(out)
+}
+
+/// Flattened values as table cells.
+fn as_cells(values: Vec<(String, FlatOwned)>) -> Row {
+    values
+        .into_iter()
         .map(|(n, v)| {
             let cell = match v {
                 FlatOwned::Null => Cell::Null,
@@ -56,19 +62,7 @@ fn samples_of_every_stage_flatten_directly_to_the_same_columns_as_through_json()
                 PlantEvent::Sample { machine, sample, .. } => {
                     let mut got: Vec<(String, FlatOwned)> = Vec::new();
                     sample.flatten(&mut got).unwrap();
-                    let got: Row = got
-                        .into_iter()
-                        .map(|(n, v)| {
-                            let cell = match v {
-                                FlatOwned::Null => Cell::Null,
-                                FlatOwned::Bool(b) => Cell::Bool(b),
-                                FlatOwned::Int(i) => Cell::Int(i),
-                                FlatOwned::Float(x) => Cell::Float(x),
-                                FlatOwned::Str(s) => Cell::Str(s),
-                            };
-                            (n, cell)
-                        })
-                        .collect();
+                    let got = as_cells(got);
                     let key = format!("{:?}/{:?}", machine.line, machine.stage);
                     assert_eq!(got, via_json(&sample.to_json()), "{key}");
                     *samples.entry(key).or_default() += 1;
