@@ -80,6 +80,12 @@ impl Val {
     }
 }
 
+/// The bound values `$1..$4` of a machine's stage-time window: run, machine, and the window
+/// `from..=to` (open sides as the widest finite bounds).
+fn window_vals(run_id: &str, machine_id: &str, from: Option<f64>, to: Option<f64>) -> [Val; 4] {
+    [Val::text(run_id), Val::text(machine_id), Val::real(from.unwrap_or(f64::MIN)), Val::real(to.unwrap_or(f64::MAX))]
+}
+
 /// A statement built at run time from this crate's own constant parts (table and column
 /// names, placeholders): never from user input, which is always bound.
 pub(crate) fn dynamic(sql: &str) -> Query<'static, Any, AnyArguments> {
@@ -433,12 +439,7 @@ impl Registry {
         from: Option<f64>,
         to: Option<f64>,
     ) -> Result<Vec<SampleRow>> {
-        let vals = [
-            Val::text(run_id),
-            Val::text(machine_id),
-            Val::real(from.unwrap_or(f64::MIN)),
-            Val::real(to.unwrap_or(f64::MAX)),
-        ];
+        let vals = window_vals(run_id, machine_id, from, to);
         let rows = bind(
             sqlx::query(
                 "SELECT batch, stage_time_s, fields FROM samples \
@@ -534,12 +535,7 @@ impl Registry {
         from: Option<f64>,
         to: Option<f64>,
     ) -> Result<Vec<(i64, u64)>> {
-        let vals = [
-            Val::text(run_id),
-            Val::text(machine_id),
-            Val::real(from.unwrap_or(f64::MIN)),
-            Val::real(to.unwrap_or(f64::MAX)),
-        ];
+        let vals = window_vals(run_id, machine_id, from, to);
         let rows = bind(
             sqlx::query(
                 "WITH RECURSIVE b(batch) AS ( \
@@ -578,12 +574,7 @@ impl Registry {
         to: Option<f64>,
         max_points: usize,
     ) -> Result<(u64, Vec<SampleRow>)> {
-        let vals = [
-            Val::text(run_id),
-            Val::text(machine_id),
-            Val::real(from.unwrap_or(f64::MIN)),
-            Val::real(to.unwrap_or(f64::MAX)),
-        ];
+        let vals = window_vals(run_id, machine_id, from, to);
         const WINDOW: &str = "run_id = $1 AND machine_id = $2 AND stage_time_s >= $3 AND stage_time_s <= $4";
         let count =
             bind(dynamic(&format!("SELECT COUNT(*) FROM samples WHERE {WINDOW}")), &vals).fetch_one(&self.pool).await?;

@@ -13,7 +13,7 @@
 //! end), so a run of any number of batches holds a bounded number of event rows in memory.
 
 use crate::sorter::{SpillRecord, TimeSorter};
-use crate::tables::{Cell, Column, ColumnType, Format, Row, TableEntry, TableError, TableWriter};
+use crate::tables::{Cell, Column, ColumnType, Format, TableEntry, TableError, TableWriter};
 use cellfab_model::{Line, StageKind};
 use cellfab_plant::events::{MachineRef, PlantEvent};
 use cellfab_plant::RunReport;
@@ -110,10 +110,6 @@ impl EventCells {
         if let Some(i) = EVENT_COLUMNS.iter().position(|(name, _)| *name == column) {
             self.0[i] = cell;
         }
-    }
-
-    fn into_row(self) -> Row {
-        EVENT_COLUMNS.iter().zip(self.0).map(|((name, _), cell)| (name.to_string(), cell)).collect()
     }
 }
 
@@ -265,7 +261,12 @@ impl RunTables {
         let mut events = TableWriter::create(&self.run_dir, "events", &self.formats)?.with_schema(event_columns());
         self.events.drain_sorted(
             |source| TableError::Io { table: "events".into(), source },
-            |row| events.push_row(row.into_row()),
+            |row| {
+                events.push_flat(|b| {
+                    EVENT_COLUMNS.iter().zip(&row.0).for_each(|((name, _), cell)| b.cell(name, cell));
+                    Ok(())
+                })
+            },
         )?;
         entries.extend(events.finish()?);
         let mut kpis = TableWriter::create(&self.run_dir, "kpis", &self.formats)?;
