@@ -20,6 +20,7 @@ use crate::cell::{AssembledCell, FilledCell};
 use crate::consts::WATER_MOLAR_MASS_KG_MOL;
 use crate::consts::{arrhenius, FARADAY_C_MOL, GAS_CONSTANT_J_MOL_K, REFERENCE_TEMPERATURE_K, SECONDS_PER_HOUR};
 use crate::material::{ActiveMaterial, Electrolyte, Separator};
+use crate::vexp::{self, exp_n};
 use serde::{Deserialize, Serialize};
 
 /// Centre of the SEI gate σ(U_n): SEI forms below ≈ 0.8 V vs Li [L] (§12.2).
@@ -86,7 +87,7 @@ pub const MIN_SHORT_RESISTANCE_OHM: f64 = 1e-3;
 /// (about twice as fast; absolute error below 1e-15, exact limits ±1 without overflow to
 /// NaN). The OCP fits are evaluated once or twice per integration step of every cell, so
 /// this is the hot path; the fits take their `exp`s as arguments so that several can be
-/// evaluated back to back.
+/// evaluated side by side ([`exp_n`]).
 #[inline(always)]
 fn tanh_from_exp(exp_2z: f64) -> f64 {
     1.0 - 2.0 / (exp_2z + 1.0)
@@ -97,7 +98,7 @@ fn tanh_from_exp(exp_2z: f64) -> f64 {
 #[inline]
 pub fn cathode_ocp_chen2020_v(y: f64) -> f64 {
     let y = y.clamp(0.0, 1.0);
-    cathode_ocp_from_exps(y, cathode_ocp_exponents(y).map(f64::exp))
+    cathode_ocp_from_exps(y, exp_n(cathode_ocp_exponents(y)))
 }
 
 /// The exponents `2z` of the three `tanh(z)` terms of the NMC811 fit at the clamped `y`.
@@ -115,12 +116,12 @@ fn cathode_ocp_from_exps(y: f64, e: [f64; 3]) -> f64 {
 /// Both electrode potentials `(U_p(y), U_n(x))` [V], bit-identical to
 /// [`cathode_ocp_chen2020_v`] and [`anode_ocp_chen2020_v`] but with their seven `exp`s
 /// evaluated back to back (the per-step hot path of formation).
-#[inline]
+#[inline(always)]
 pub fn electrode_potentials_v(y: f64, x: f64) -> (f64, f64) {
     let y = y.clamp(0.0, 1.0);
     let [c0, c1, c2] = cathode_ocp_exponents(y);
     let [a0, a1, a2, a3] = anode_ocp_exponents(x);
-    let e = [c0, c1, c2, a0, a1, a2, a3].map(f64::exp);
+    let e = exp_n([c0, c1, c2, a0, a1, a2, a3]);
     (cathode_ocp_from_exps(y, [e[0], e[1], e[2]]), anode_ocp_from_exps([e[3], e[4], e[5], e[6]]))
 }
 
@@ -128,7 +129,7 @@ pub fn electrode_potentials_v(y: f64, x: f64) -> (f64, f64) {
 /// [V]; `x` is clamped to [0, 1].
 #[inline]
 pub fn anode_ocp_chen2020_v(x: f64) -> f64 {
-    anode_ocp_from_exps(anode_ocp_exponents(x).map(f64::exp))
+    anode_ocp_from_exps(exp_n(anode_ocp_exponents(x)))
 }
 
 /// The four exponents of the graphite fit at `x` (clamped to [0, 1]): `−39.3631·x` and
@@ -157,7 +158,7 @@ pub fn open_circuit_voltage_v(y: f64, x: f64) -> f64 {
 /// potentials below ≈ 0.8 V vs Li.
 #[inline]
 pub fn sei_gate(anode_potential_v: f64) -> f64 {
-    sei_gate_from_exp(sei_gate_exponent(anode_potential_v).exp())
+    sei_gate_from_exp(vexp::exp(sei_gate_exponent(anode_potential_v)))
 }
 
 /// The exponent `(U_n − 0.8)/0.03` of [`sei_gate`].
@@ -175,7 +176,7 @@ fn sei_gate_from_exp(e: f64) -> f64 {
 /// SOC factor of SEI growth `θ(U_n) = exp((0.13 − U_n)/0.10)` (§12.2): faster at high SOC.
 #[inline]
 pub fn sei_soc_factor(anode_potential_v: f64) -> f64 {
-    sei_soc_exponent(anode_potential_v).exp()
+    vexp::exp(sei_soc_exponent(anode_potential_v))
 }
 
 /// The exponent `(0.13 − U_n)/0.10` of [`sei_soc_factor`].
@@ -604,7 +605,7 @@ impl CellState {
     /// Side-reaction currents at this state (§12.2) for cell current `current_a` (> 0
     /// charge), the anode potential `anode_potential_v` = U_n(x) and the open-circuit
     /// voltage `ocv_v` of this state (only read when the cell has a short).
-    #[inline]
+    #[inline(always)]
     pub fn side_currents(
         &self,
         c: &CellConstants,
@@ -613,8 +614,8 @@ impl CellState {
         anode_potential_v: f64,
         ocv_v: f64,
     ) -> SideCurrents {
-        let sigma = sei_gate(anode_potential_v);
-        let theta = sei_soc_factor(anode_potential_v);
+        let [gate, theta] = exp_n([sei_gate_exponent(anode_potential_v), sei_soc_exponent(anode_potential_v)]);
+        let sigma = sei_gate_from_exp(gate);
         let passivation_a = passivation_current_a(sigma, tf, c.passivation_max_ah, self.q1_ah);
         let growth_a = growth_current_a(sigma, theta, tf, c.sei_surface_m2, self.q2_ah);
         let plating_a = if current_a > 0.0 {
@@ -637,7 +638,7 @@ impl CellState {
     /// `anode_potential_v` must be U_n(x) of this state and `ocv_v` its OCV (read only when
     /// the cell has a short): callers evaluate them once and reuse them. Returns the side
     /// currents of the step.
-    #[inline]
+    #[inline(always)]
     pub fn step(
         &mut self,
         c: &CellConstants,
@@ -676,12 +677,36 @@ fn growth_current_a(sigma: f64, theta: f64, tf: &ThermalFactors, sei_surface_m2:
 /// Cells stepped side by side by [`RestLanes`].
 pub const REST_LANES: usize = 8;
 
+/// [`RestLanes`] evaluates its `exp`s in full ([`exp_n`]) every this many steps and carries them
+/// forward by [`exp_small`] in between.
+pub const REST_EXACT_EXP_EVERY: u32 = 32;
+
+/// Largest exponent change [`RestLanes`] carries forward; a larger one (a hard short, a
+/// long step) is evaluated in full.
+const REST_MAX_EXPONENT_STEP: f64 = 1.0 / 512.0;
+
+/// `exp(d)` for `|d| ≤ 1/512`: the Taylor polynomial of degree 5 (truncation below
+/// `d⁶/720 ≈ 8e-20`, far under one ulp), plain multiplications and additions so that
+/// packed and scalar code give the same bits.
+#[inline(always)]
+fn exp_small(d: f64) -> f64 {
+    1.0 + d * (1.0 + d * (0.5 + d * (1.0 / 6.0 + d * (1.0 / 24.0 + d * (1.0 / 120.0)))))
+}
+
 /// Up to [`REST_LANES`] cells at open circuit (I = 0), stored lane by lane (one array per
-/// quantity), for aging. [`RestLanes::step`] does, for every lane, exactly the arithmetic of
-/// [`CellState::step`] at zero current followed by [`CellState::anode_potential_v`] — the
-/// results are bit-identical — but it evaluates every `exp` of all lanes back to back and
-/// the rest (a dozen divisions per cell) as loops over the lanes that the compiler turns
-/// into packed instructions. Unused lanes repeat lane 0 and are ignored.
+/// quantity), for aging. [`RestLanes::step`] does, for every lane, the explicit Euler step
+/// of [`CellState::step`] at zero current followed by [`CellState::anode_potential_v`], as
+/// loops over the lanes that compile to packed instructions (4 lanes at a time where the
+/// processor has AVX2, 2 otherwise, with the same bits either way: no fused operations).
+///
+/// The six `exp`s a step needs per cell (four in the graphite fit, the SEI gate and the SOC
+/// factor) have exponents that move by ~1e-4 per 60 s step at rest, so they are carried
+/// forward as `exp(a') = exp(a)·exp(a' − a)` with [`exp_small`] for the small factor, and
+/// re-evaluated in full every [`REST_EXACT_EXP_EVERY`] steps or whenever an exponent moves
+/// by more than 1/512 (a hard short). The drift between two exact evaluations is a few
+/// dozen ulps (relative 1e-14; unit test `rest_lanes_follow_cell_state`): the same
+/// Euler recurrence as `CellState::step`, its rate functions evaluated to 1e-14 instead of
+/// 1e-16, at a fraction of the cost. Unused lanes repeat lane 0 and are ignored.
 #[derive(Clone, Debug)]
 pub struct RestLanes {
     /// Cells in use (the first `len` lanes) -- constant.
@@ -695,6 +720,16 @@ pub struct RestLanes {
     v1_v: [f64; REST_LANES],
     /// Anode potential U_n(x) of the current state [V] -- state.
     anode_potential_v: [f64; REST_LANES],
+    /// Exponents of the graphite fit at x and their `exp`s, term by term -- state.
+    anode_exponent: [[f64; REST_LANES]; 4],
+    anode_exp: [[f64; REST_LANES]; 4],
+    /// Exponents of the SEI gate σ and SOC factor θ at U_n and their `exp`s -- state.
+    gate_exponent: [f64; REST_LANES],
+    gate_exp: [f64; REST_LANES],
+    soc_exponent: [f64; REST_LANES],
+    soc_exp: [f64; REST_LANES],
+    /// Steps since the `exp`s were last evaluated in full -- state.
+    steps_since_exact: u32,
     /// The constants the step reads -- constant.
     cathode_capacity_ah: [f64; REST_LANES],
     anode_capacity_ah: [f64; REST_LANES],
@@ -712,7 +747,7 @@ impl RestLanes {
         assert!(!cells.is_empty() && cells.len() <= REST_LANES, "1 to {REST_LANES} cells per lane group");
         let lane = |i: usize| &cells[if i < cells.len() { i } else { 0 }];
         let from = |f: fn(&(CellConstants, CellState)) -> f64| std::array::from_fn(|i| f(lane(i)));
-        Self {
+        let mut lanes = Self {
             len: cells.len(),
             y: from(|(_, s)| s.y),
             x: from(|(_, s)| s.x),
@@ -720,7 +755,14 @@ impl RestLanes {
             q2_ah: from(|(_, s)| s.q2_ah),
             q_pl_ah: from(|(_, s)| s.q_pl_ah),
             v1_v: from(|(_, s)| s.v1_v),
-            anode_potential_v: from(|(_, s)| s.anode_potential_v()),
+            anode_potential_v: [0.0; REST_LANES],
+            anode_exponent: [[0.0; REST_LANES]; 4],
+            anode_exp: [[0.0; REST_LANES]; 4],
+            gate_exponent: [0.0; REST_LANES],
+            gate_exp: [0.0; REST_LANES],
+            soc_exponent: [0.0; REST_LANES],
+            soc_exp: [0.0; REST_LANES],
+            steps_since_exact: 0,
             cathode_capacity_ah: from(|(c, _)| c.cathode_capacity_ah),
             anode_capacity_ah: from(|(c, _)| c.anode_capacity_ah),
             passivation_max_ah: from(|(c, _)| c.passivation_max_ah),
@@ -728,7 +770,11 @@ impl RestLanes {
             rc_resistance_ohm: from(|(c, _)| c.rc_resistance_ohm),
             short_resistance_ohm: from(|(c, _)| c.short_resistance_ohm),
             any_short: cells.iter().any(|(c, _)| c.has_short()),
+        };
+        for i in 0..REST_LANES {
+            lanes.exact_exps(i);
         }
+        lanes
     }
 
     /// Cells in use.
@@ -758,36 +804,63 @@ impl RestLanes {
         self.anode_potential_v[i]
     }
 
+    /// Evaluates lane `i`'s `exp`s, U_n and the SEI factors' `exp`s in full at its x.
+    fn exact_exps(&mut self, i: usize) {
+        let a = anode_ocp_exponents(self.x[i]);
+        let e = exp_n(a);
+        for t in 0..4 {
+            self.anode_exponent[t][i] = a[t];
+            self.anode_exp[t][i] = e[t];
+        }
+        let u_n = anode_ocp_from_exps(e);
+        self.anode_potential_v[i] = u_n;
+        self.gate_exponent[i] = sei_gate_exponent(u_n);
+        self.soc_exponent[i] = sei_soc_exponent(u_n);
+        [self.gate_exp[i], self.soc_exp[i]] = exp_n([self.gate_exponent[i], self.soc_exponent[i]]);
+    }
+
     /// One explicit Euler step of `dt_s` at I = 0 for every lane (as [`CellState::step`]),
     /// then U_n of the new state. Returns each lane's self-discharge current
     /// `I₁ + I₂ + I_sh` of the step [A].
     #[inline]
     pub fn step(&mut self, tf: &ThermalFactors, dt_s: f64) -> [f64; REST_LANES] {
+        #[cfg(target_arch = "x86_64")]
+        if vexp::avx2_fma() {
+            // SAFETY: the processor has AVX2 and FMA, checked just above.
+            return unsafe { self.step_avx2(tf, dt_s) };
+        }
+        self.step_lanes(tf, dt_s)
+    }
+
+    /// [`RestLanes::step_lanes`] compiled for AVX2 (4 lanes per instruction instead of 2).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn step_avx2(&mut self, tf: &ThermalFactors, dt_s: f64) -> [f64; REST_LANES] {
+        self.step_lanes(tf, dt_s)
+    }
+
+    // The lane loops index several per-lane arrays in step, which is what packs them.
+    #[allow(clippy::needless_range_loop)]
+    #[inline(always)]
+    fn step_lanes(&mut self, tf: &ThermalFactors, dt_s: f64) -> [f64; REST_LANES] {
         const L: usize = REST_LANES;
-        let u_n = self.anode_potential_v;
         // Short current from the OCV of the step's start state (only lanes with a short).
         let mut short_a = [0.0; L];
         if self.any_short {
             for i in 0..L {
                 if self.short_resistance_ohm[i].is_finite() {
-                    let ocv_v = cathode_ocp_chen2020_v(self.y[i]) - u_n[i];
+                    let ocv_v = cathode_ocp_chen2020_v(self.y[i]) - self.anode_potential_v[i];
                     short_a[i] = ocv_v / self.short_resistance_ohm[i];
                 }
             }
-        }
-        let mut gate: [f64; L] = std::array::from_fn(|i| sei_gate_exponent(u_n[i]));
-        let mut soc_factor: [f64; L] = std::array::from_fn(|i| sei_soc_exponent(u_n[i]));
-        for i in 0..L {
-            gate[i] = gate[i].exp();
-            soc_factor[i] = soc_factor[i].exp();
         }
         let h = dt_s / SECONDS_PER_HOUR;
         let r1_factor = tf.charge_transfer_factor;
         let mut self_discharge_a = [0.0; L];
         for i in 0..L {
-            let sigma = sei_gate_from_exp(gate[i]);
+            let sigma = sei_gate_from_exp(self.gate_exp[i]);
             let passivation_a = passivation_current_a(sigma, tf, self.passivation_max_ah[i], self.q1_ah[i]);
-            let growth_a = growth_current_a(sigma, soc_factor[i], tf, self.sei_surface_m2[i], self.q2_ah[i]);
+            let growth_a = growth_current_a(sigma, self.soc_exp[i], tf, self.sei_surface_m2[i], self.q2_ah[i]);
             let plating_a = 0.0;
             let current_a = 0.0;
             self.y[i] += (short_a[i] - current_a) * h / self.cathode_capacity_ah[i];
@@ -800,13 +873,39 @@ impl RestLanes {
                 dt_s * (current_a * (r1_factor * self.rc_resistance_ohm[i]) - self.v1_v[i]) / RC_TIME_CONSTANT_S;
             self_discharge_a[i] = passivation_a + growth_a + short_a[i];
         }
-        let mut e: [[f64; 4]; L] = std::array::from_fn(|i| anode_ocp_exponents(self.x[i]));
-        for lane in e.iter_mut() {
-            for v in lane.iter_mut() {
-                *v = v.exp();
+        self.steps_since_exact += 1;
+        if self.steps_since_exact >= REST_EXACT_EXP_EVERY {
+            self.steps_since_exact = 0;
+            for i in 0..L {
+                self.exact_exps(i);
+            }
+            return self_discharge_a;
+        }
+        // Carry the exps forward to the new x, then to the new U_n.
+        let mut largest_step = [0.0f64; L];
+        for i in 0..L {
+            let a = anode_ocp_exponents(self.x[i]);
+            for t in 0..4 {
+                let d = a[t] - self.anode_exponent[t][i];
+                self.anode_exponent[t][i] = a[t];
+                self.anode_exp[t][i] *= exp_small(d);
+                largest_step[i] = largest_step[i].max(d.abs());
+            }
+            let u_n = anode_ocp_from_exps(std::array::from_fn(|t| self.anode_exp[t][i]));
+            self.anode_potential_v[i] = u_n;
+            let (g, s) = (sei_gate_exponent(u_n), sei_soc_exponent(u_n));
+            let (dg, ds) = (g - self.gate_exponent[i], s - self.soc_exponent[i]);
+            self.gate_exponent[i] = g;
+            self.soc_exponent[i] = s;
+            self.gate_exp[i] *= exp_small(dg);
+            self.soc_exp[i] *= exp_small(ds);
+            largest_step[i] = largest_step[i].max(dg.abs()).max(ds.abs());
+        }
+        for (i, &d) in largest_step.iter().enumerate() {
+            if d.is_nan() || d > REST_MAX_EXPONENT_STEP {
+                self.exact_exps(i);
             }
         }
-        self.anode_potential_v = e.map(anode_ocp_from_exps);
         self_discharge_a
     }
 }
@@ -922,39 +1021,61 @@ mod tests {
     }
 
     #[test]
-    fn rest_lanes_step_exactly_like_cell_state() {
-        // Three cells (one with a soft short) in a group of eight lanes, hot then at 25 °C.
-        let cells: Vec<(CellConstants, CellState)> = [(f64::INFINITY, 1.0), (500.0, 0.9), (f64::INFINITY, 1.1)]
-            .iter()
-            .enumerate()
-            .map(|(i, &(r, k))| {
-                let s = CellState {
-                    y: 0.6 + 0.02 * i as f64,
-                    x: 0.3 - 0.01 * i as f64,
-                    q1_ah: 0.5,
-                    q2_ah: 1e-3,
-                    q_pl_ah: 0.0,
-                    v1_v: 0.01,
-                };
-                (constants(r, k), s)
-            })
-            .collect();
+    fn rest_lanes_follow_cell_state() {
+        // Four cells in a group of eight lanes, hot then at 25 °C: two good ones, a soft short
+        // (carried forward) and a hard short (exponents jump: evaluated in full).
+        let cells: Vec<(CellConstants, CellState)> =
+            [(f64::INFINITY, 1.0), (500.0, 0.9), (f64::INFINITY, 1.1), (2.0, 1.0)]
+                .iter()
+                .enumerate()
+                .map(|(i, &(r, k))| {
+                    let s = CellState {
+                        y: 0.6 + 0.02 * i as f64,
+                        x: 0.3 - 0.01 * i as f64,
+                        q1_ah: 0.5,
+                        q2_ah: 1e-3,
+                        q_pl_ah: 0.0,
+                        v1_v: 0.01,
+                    };
+                    (constants(r, k), s)
+                })
+                .collect();
         let mut lanes = RestLanes::new(&cells);
         let mut scalar: Vec<(CellState, f64)> = cells.iter().map(|(_, s)| (*s, s.anode_potential_v())).collect();
-        for k in 0..2000 {
-            let tf = ThermalFactors::at(if k < 800 { 45.0 } else { 25.0 });
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs() + 1e-15;
+        for k in 0..15_000 {
+            let tf = ThermalFactors::at(if k < 2880 { 45.0 } else { 25.0 });
             let dt_s = if k % 7 == 0 { 17.5 } else { 60.0 };
             let sd = lanes.step(&tf, dt_s);
             for (i, ((c, _), (s, u_n))) in cells.iter().zip(scalar.iter_mut()).enumerate() {
                 let ocv = if c.has_short() { s.cathode_potential_v() - *u_n } else { 0.0 };
                 let side = s.step(c, &tf, 0.0, *u_n, ocv, dt_s);
                 *u_n = s.anode_potential_v();
-                assert_eq!(lanes.state(i), *s, "step {k}, lane {i}");
-                assert_eq!(lanes.anode_potential_v(i).to_bits(), u_n.to_bits(), "step {k}, lane {i}");
-                assert_eq!(sd[i].to_bits(), side.self_discharge_a().to_bits(), "step {k}, lane {i}");
+                let l = lanes.state(i);
+                for (name, a, b) in [
+                    ("y", l.y, s.y),
+                    ("x", l.x, s.x),
+                    ("q1", l.q1_ah, s.q1_ah),
+                    ("q2", l.q2_ah, s.q2_ah),
+                    ("v1", l.v1_v, s.v1_v),
+                    ("u_n", lanes.anode_potential_v(i), *u_n),
+                    ("self-discharge", sd[i], side.self_discharge_a()),
+                ] {
+                    assert!(close(a, b), "step {k}, lane {i}, {name}: {a:e} vs {b:e}");
+                }
             }
         }
         assert!(lanes.state(1).y > cells[1].1.y, "the short discharged lane 1");
+        assert!(lanes.state(3).y > lanes.state(1).y, "the hard short discharged lane 3 further");
+    }
+
+    #[test]
+    fn exp_small_is_exp_to_an_ulp() {
+        for i in -1000..=1000 {
+            let d = i as f64 / 1000.0 / 512.0;
+            let (a, b) = (exp_small(d), d.exp());
+            assert!((a - b).abs() <= 2.0 * f64::EPSILON * b, "{d}: {a:e} vs {b:e}");
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod reading;
 pub mod recipe;
 pub mod stage;
 pub mod stages;
+pub mod vexp;
 pub mod web;
 
 pub use alarm::{Alarm, AlarmTracker, Severity};

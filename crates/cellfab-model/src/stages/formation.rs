@@ -623,7 +623,7 @@ impl<'a> Channel<'a> {
     /// then evaluates `V = OCV + I·R₀ + V₁` with the updated state and that current, measures
     /// V and I (in that order), and integrates charge and energy (measured: from the
     /// readings at the end of the (sub-)step).
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self, set_current_a: f64, dt_s: f64, rng: &mut StreamRng) {
         // a channel with a gain error drives more (or less) than it reports
         let current_a = if self.fault.gain_error_frac != 0.0 {
@@ -709,6 +709,7 @@ fn add(pair: &mut (f64, f64), true_value: f64, measured: f64) {
 /// steps, on the measured voltage and current. A channel trips when the measured voltage
 /// exceeds `charge_voltage_limit_v + overvoltage_margin_v`, and stops a step that reaches
 /// `max_step_duration_s` without meeting its criterion.
+#[inline(always)]
 fn form_cell(
     p: &FormationParams,
     cell: &FilledCell,
@@ -1253,6 +1254,24 @@ impl WaveChunk<'_> {
     /// Runs the protocol on every cell of the chunk, in order, each with its own sensor
     /// stream, and accumulates the chunk's share of the lot samples.
     fn form(&self, cells: Vec<(u32, usize, FilledCell)>) -> ChunkDone {
+        #[cfg(target_arch = "x86_64")]
+        if crate::vexp::avx2_fma() {
+            // SAFETY: the processor has AVX2 and FMA, checked just above.
+            return unsafe { self.form_avx2(cells) };
+        }
+        self.form_cells(cells)
+    }
+
+    /// [`WaveChunk::form_cells`] compiled for AVX2 and FMA: the cell model's `exp`s inline as
+    /// packed code (same bits, see [`crate::vexp::avx2_fma`]).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn form_avx2(&self, cells: Vec<(u32, usize, FilledCell)>) -> ChunkDone {
+        self.form_cells(cells)
+    }
+
+    #[inline(always)]
+    fn form_cells(&self, cells: Vec<(u32, usize, FilledCell)>) -> ChunkDone {
         let n_steps = self.p.protocol.len();
         let mut done = ChunkDone {
             live: LotSeries::new(n_steps),
