@@ -93,6 +93,16 @@ fn tanh_from_exp(exp_2z: f64) -> f64 {
     1.0 - 2.0 / (exp_2z + 1.0)
 }
 
+/// [`tanh_from_exp`] of every element, as one loop so that the divisions are packed.
+#[inline(always)]
+fn tanhs_from_exps<const N: usize>(exp_2z: [f64; N]) -> [f64; N] {
+    let mut t = [0.0; N];
+    for (t, e) in t.iter_mut().zip(exp_2z) {
+        *t = tanh_from_exp(e);
+    }
+    t
+}
+
 /// NMC811 open-circuit potential vs Li/Li⁺ (Chen et al. 2020, LG M50 fit; MODELS.md §12.2)
 /// [V]; `y` is clamped to [0, 1].
 #[inline]
@@ -110,7 +120,13 @@ fn cathode_ocp_exponents(y: f64) -> [f64; 3] {
 /// The NMC811 fit at the clamped `y` from the `exp`s of [`cathode_ocp_exponents`] [V].
 #[inline(always)]
 fn cathode_ocp_from_exps(y: f64, e: [f64; 3]) -> f64 {
-    -0.8090 * y + 4.4875 - 0.0428 * tanh_from_exp(e[0]) - 17.7326 * tanh_from_exp(e[1]) + 17.5842 * tanh_from_exp(e[2])
+    cathode_ocp_from_tanhs(y, tanhs_from_exps(e))
+}
+
+/// The NMC811 fit at the clamped `y` from its three `tanh` values [V].
+#[inline(always)]
+fn cathode_ocp_from_tanhs(y: f64, t: [f64; 3]) -> f64 {
+    -0.8090 * y + 4.4875 - 0.0428 * t[0] - 17.7326 * t[1] + 17.5842 * t[2]
 }
 
 /// Both electrode potentials `(U_p(y), U_n(x))` [V], bit-identical to
@@ -121,8 +137,10 @@ pub fn electrode_potentials_v(y: f64, x: f64) -> (f64, f64) {
     let y = y.clamp(0.0, 1.0);
     let [c0, c1, c2] = cathode_ocp_exponents(y);
     let [a0, a1, a2, a3] = anode_ocp_exponents(x);
-    let e = exp_n([c0, c1, c2, a0, a1, a2, a3]);
-    (cathode_ocp_from_exps(y, [e[0], e[1], e[2]]), anode_ocp_from_exps([e[3], e[4], e[5], e[6]]))
+    // eight lanes (the last a copy) and all tanh divisions at once: two packed operations each
+    let e = exp_n([c0, c1, c2, a0, a1, a2, a3, a3]);
+    let t = tanhs_from_exps(e);
+    (cathode_ocp_from_tanhs(y, [t[0], t[1], t[2]]), anode_ocp_from_tanhs(e[3], [t[4], t[5], t[6]]))
 }
 
 /// Graphite open-circuit potential vs Li/Li⁺ (Chen et al. 2020, LG M50 fit; MODELS.md §12.2)
@@ -145,7 +163,13 @@ fn anode_ocp_exponents(x: f64) -> [f64; 4] {
 /// The graphite fit from the `exp`s of [`anode_ocp_exponents`] [V].
 #[inline(always)]
 fn anode_ocp_from_exps(e: [f64; 4]) -> f64 {
-    1.9793 * e[0] + 0.2482 - 0.0909 * tanh_from_exp(e[1]) - 0.04478 * tanh_from_exp(e[2]) - 0.0205 * tanh_from_exp(e[3])
+    anode_ocp_from_tanhs(e[0], tanhs_from_exps([e[1], e[2], e[3]]))
+}
+
+/// The graphite fit from `exp(−39.3631·x)` and its three `tanh` values [V].
+#[inline(always)]
+fn anode_ocp_from_tanhs(e0: f64, t: [f64; 3]) -> f64 {
+    1.9793 * e0 + 0.2482 - 0.0909 * t[0] - 0.04478 * t[1] - 0.0205 * t[2]
 }
 
 /// Cell open-circuit voltage `U_p(y) − U_n(x)` (§12.2) [V].
@@ -165,6 +189,19 @@ pub fn sei_gate(anode_potential_v: f64) -> f64 {
 #[inline(always)]
 fn sei_gate_exponent(anode_potential_v: f64) -> f64 {
     (anode_potential_v - SEI_GATE_POTENTIAL_V) / SEI_GATE_WIDTH_V
+}
+
+/// The exponents of [`sei_gate`] and [`sei_soc_factor`] at one anode potential, the two
+/// divisions packed.
+#[inline(always)]
+fn sei_exponents(anode_potential_v: f64) -> [f64; 2] {
+    let numerators = [anode_potential_v - SEI_GATE_POTENTIAL_V, SOC_FACTOR_POTENTIAL_V - anode_potential_v];
+    let widths = [SEI_GATE_WIDTH_V, SOC_FACTOR_WIDTH_V];
+    let mut out = [0.0; 2];
+    for ((o, n), w) in out.iter_mut().zip(numerators).zip(widths) {
+        *o = n / w;
+    }
+    out
 }
 
 /// [`sei_gate`] from the `exp` of its exponent.
@@ -614,7 +651,7 @@ impl CellState {
         anode_potential_v: f64,
         ocv_v: f64,
     ) -> SideCurrents {
-        let [gate, theta] = exp_n([sei_gate_exponent(anode_potential_v), sei_soc_exponent(anode_potential_v)]);
+        let [gate, theta] = exp_n(sei_exponents(anode_potential_v));
         let sigma = sei_gate_from_exp(gate);
         let passivation_a = passivation_current_a(sigma, tf, c.passivation_max_ah, self.q1_ah);
         let growth_a = growth_current_a(sigma, theta, tf, c.sei_surface_m2, self.q2_ah);
@@ -650,9 +687,18 @@ impl CellState {
     ) -> SideCurrents {
         let side = self.side_currents(c, tf, current_a, anode_potential_v, ocv_v);
         let h = dt_s / SECONDS_PER_HOUR;
-        self.y += (side.short_a - current_a) * h / c.cathode_capacity_ah;
-        self.x +=
-            (current_a - side.passivation_a - side.growth_a - side.plating_a - side.short_a) * h / c.anode_capacity_ah;
+        // dy and dx with their two divisions packed
+        let charge_ah = [
+            (side.short_a - current_a) * h,
+            (current_a - side.passivation_a - side.growth_a - side.plating_a - side.short_a) * h,
+        ];
+        let capacity_ah = [c.cathode_capacity_ah, c.anode_capacity_ah];
+        let mut d_stoich = [0.0; 2];
+        for ((d, q), cap) in d_stoich.iter_mut().zip(charge_ah).zip(capacity_ah) {
+            *d = q / cap;
+        }
+        self.y += d_stoich[0];
+        self.x += d_stoich[1];
         self.q1_ah += side.passivation_a * h;
         self.q2_ah += side.growth_a * h;
         self.q_pl_ah += side.plating_a * h;
