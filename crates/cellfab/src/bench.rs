@@ -2,9 +2,11 @@
 //! run folder) and each stage's model stepping alone; with flags, the suite of
 //! docs/PERFORMANCE.md: one batch per output format (`--formats`), N batches in child
 //! processes (`--batches`), the samples endpoint (`--samples-endpoint`), websocket fan-out
-//! (`--fanout`), sweep throughput (`--sweep`), or every part tiny (`--quick`, for CI).
+//! (`--fanout`), sweep throughput (`--sweep`), the file system's floor under the seed layout
+//! (`--file-floor`), or every part tiny (`--quick`, for CI).
 //! Build with `--release`; a debug build measures the compiler, not the model.
 
+mod files;
 mod formats;
 mod server;
 
@@ -73,9 +75,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 10.0)]
     fanout_seconds: f64,
     /// Every part, tiny (CI): stage table of the electrode lines, 64-cell lot per format,
-    /// N = 1, 2, 4, 10 000 samples, 10 viewers of a run paced at 600x for 2 s, a 2-point sweep. Asserts no timing.
+    /// N = 1, 2, 4, 10 000 samples, 10 viewers of a run paced at 600x for 2 s, 200 files, a
+    /// 2-point sweep. Asserts no timing.
     #[arg(long)]
     quick: bool,
+    /// The file system's floor: this many small files written one by one, as the seed layout
+    /// writes its per-sample files (temporary file + rename) and as plain creations.
+    #[arg(long)]
+    file_floor: Option<usize>,
     /// Plant seconds per wall second of the paced run of `--fanout`.
     #[arg(long, default_value_t = 600.0)]
     fanout_speed: f64,
@@ -124,7 +131,11 @@ fn scratch() -> Result<std::path::PathBuf> {
 
 /// The parts selected by flags; false when none was.
 fn suite(args: &BenchArgs) -> Result<bool> {
-    let any = args.formats || !args.batches.is_empty() || args.samples_endpoint.is_some() || args.fanout.is_some();
+    let any = args.formats
+        || !args.batches.is_empty()
+        || args.samples_endpoint.is_some()
+        || args.fanout.is_some()
+        || args.file_floor.is_some();
     if !any {
         return Ok(false);
     }
@@ -144,6 +155,9 @@ fn suite(args: &BenchArgs) -> Result<bool> {
         if let Some(v) = args.fanout {
             server::fanout(v, args.fanout_speed, args.fanout_seconds, &dir)?;
         }
+        if let Some(n) = args.file_floor {
+            files::floor(n, r, &dir)?;
+        }
         anyhow::Ok(())
     })();
     let _ = std::fs::remove_dir_all(&dir);
@@ -160,6 +174,7 @@ fn quick(threads: usize) -> Result<()> {
         formats::batches(&[2], "parquet", true, 1, &dir)?;
         server::samples_endpoint(10_000, 3, &dir)?;
         server::fanout(10, 600.0, 2.0, &dir)?;
+        files::floor(200, 1, &dir)?;
         sweep_throughput(2, threads, 1)
     })();
     let _ = std::fs::remove_dir_all(&dir);
