@@ -146,7 +146,7 @@ fn suite(args: &BenchArgs) -> Result<bool> {
             formats::per_format(r, false, &dir)?;
         }
         if !args.batches.is_empty() {
-            formats::batches(&args.batches, &args.batches_format, args.fresh_blades, 1, &dir)?;
+            formats::batches(&args.batches, &args.batches_format, args.fresh_blades, r, &dir)?;
         }
         if let Some(n) = args.samples_endpoint {
             // a slow endpoint on 10^6 samples takes seconds per call: fewer calls then
