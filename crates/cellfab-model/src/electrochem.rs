@@ -131,7 +131,7 @@ fn cathode_ocp_from_tanhs(y: f64, t: [f64; 3]) -> f64 {
 
 /// Both electrode potentials `(U_p(y), U_n(x))` [V], bit-identical to
 /// [`cathode_ocp_chen2020_v`] and [`anode_ocp_chen2020_v`] but with their seven `exp`s
-/// evaluated back to back (the per-step hot path of formation).
+/// evaluated side by side in one [`exp_n`] (the per-step hot path of formation).
 #[inline(always)]
 pub fn electrode_potentials_v(y: f64, x: f64) -> (f64, f64) {
     let y = y.clamp(0.0, 1.0);
@@ -152,8 +152,8 @@ pub fn anode_ocp_chen2020_v(x: f64) -> f64 {
 
 /// The four exponents of the graphite fit at `x` (clamped to [0, 1]): `−39.3631·x` and
 /// `2z` of its three `tanh(z)` terms. [`anode_ocp_chen2020_v`] is
-/// `anode_ocp_from_exps(exponents.map(exp))`; the split lets many cells evaluate their
-/// `exp`s back to back and the rest as packed arithmetic, with identical results.
+/// `anode_ocp_from_exps(exp_n(exponents))`; the split lets the `exp`s of several terms or
+/// cells be evaluated side by side, and aging carry them forward from step to step.
 #[inline(always)]
 fn anode_ocp_exponents(x: f64) -> [f64; 4] {
     let x = x.clamp(0.0, 1.0);
