@@ -46,8 +46,9 @@ source scripts/postgres.sh
 step "tests (release build: the cell line simulates ~15 000 cells per batch)"
 cargo test --workspace --release 2>&1 | tee target/test-output.txt
 
-step "benchmarks in quick mode (every part of cellfab bench, tiny; fails only on errors, asserts no timing)"
+step "benchmarks in quick mode (every part of cellfab bench, tiny, and each divan benchmark once; fail only on errors, assert no timing)"
 target/release/cellfab bench --quick
+cargo bench -p cellfab-model --bench stepping -- --test
 
 step "web UI end to end (Debian's Chromium driven by playwright-core against cellfab serve)"
 cargo build --release -p cellfab
