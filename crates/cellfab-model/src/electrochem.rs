@@ -651,7 +651,19 @@ impl CellState {
         anode_potential_v: f64,
         ocv_v: f64,
     ) -> SideCurrents {
-        let [gate, theta] = exp_n(sei_exponents(anode_potential_v));
+        self.side_currents_from_exps(c, tf, current_a, exp_n(sei_exponents(anode_potential_v)), ocv_v)
+    }
+
+    /// [`CellState::side_currents`] from `[exp(gate exponent), exp(SOC-factor exponent)]`.
+    #[inline(always)]
+    fn side_currents_from_exps(
+        &self,
+        c: &CellConstants,
+        tf: &ThermalFactors,
+        current_a: f64,
+        [gate, theta]: [f64; 2],
+        ocv_v: f64,
+    ) -> SideCurrents {
         let sigma = sei_gate_from_exp(gate);
         let passivation_a = passivation_current_a(sigma, tf, c.passivation_max_ah, self.q1_ah);
         let growth_a = growth_current_a(sigma, theta, tf, c.sei_surface_m2, self.q2_ah);
@@ -686,6 +698,13 @@ impl CellState {
         dt_s: f64,
     ) -> SideCurrents {
         let side = self.side_currents(c, tf, current_a, anode_potential_v, ocv_v);
+        self.advance_by(c, tf, current_a, &side, dt_s);
+        side
+    }
+
+    /// The Euler update of [`CellState::step`] with its side currents known.
+    #[inline(always)]
+    fn advance_by(&mut self, c: &CellConstants, tf: &ThermalFactors, current_a: f64, side: &SideCurrents, dt_s: f64) {
         let h = dt_s / SECONDS_PER_HOUR;
         // dy and dx with their two divisions packed
         let charge_ah = [
@@ -703,8 +722,56 @@ impl CellState {
         self.q2_ah += side.growth_a * h;
         self.q_pl_ah += side.plating_a * h;
         self.v1_v += dt_s * (current_a * c.r1_ohm(tf) - self.v1_v) / RC_TIME_CONSTANT_S;
-        side
     }
+}
+
+/// Cells stepped side by side by [`step_cells`].
+pub const STEP_LANES: usize = 4;
+
+/// [`STEP_LANES`] cells advanced together, each exactly as [`CellState::step`] followed by
+/// [`electrode_potentials_v`] and [`CellConstants::r0_ohm`] (the same bits: every element
+/// goes through the same operations), with the `exp`s and divisions of all cells packed
+/// side by side and the cells' serial chains interleaved. Returns per cell
+/// `(U_n, OCV, R₀)` of the new state. All cells share the temperature `tf` and the step
+/// `dt_s`; a cell that is not really stepped can fill a lane and have its result ignored.
+#[inline(always)]
+pub fn step_cells(
+    states: &mut [CellState; STEP_LANES],
+    constants: [&CellConstants; STEP_LANES],
+    tf: &ThermalFactors,
+    current_a: [f64; STEP_LANES],
+    anode_potential_v: [f64; STEP_LANES],
+    ocv_v: [f64; STEP_LANES],
+    dt_s: f64,
+) -> [(f64, f64, f64); STEP_LANES] {
+    const L: usize = STEP_LANES;
+    let mut sei = [0.0; 2 * L];
+    for i in 0..L {
+        let [g, s] = sei_exponents(anode_potential_v[i]);
+        sei[2 * i] = g;
+        sei[2 * i + 1] = s;
+    }
+    let sei = exp_n(sei);
+    for i in 0..L {
+        let side =
+            states[i].side_currents_from_exps(constants[i], tf, current_a[i], [sei[2 * i], sei[2 * i + 1]], ocv_v[i]);
+        states[i].advance_by(constants[i], tf, current_a[i], &side, dt_s);
+    }
+    let mut args = [0.0; 8 * L];
+    for i in 0..L {
+        let y = states[i].y.clamp(0.0, 1.0);
+        let [c0, c1, c2] = cathode_ocp_exponents(y);
+        let [a0, a1, a2, a3] = anode_ocp_exponents(states[i].x);
+        args[8 * i..8 * i + 8].copy_from_slice(&[c0, c1, c2, a0, a1, a2, a3, a3]);
+    }
+    let e = exp_n(args);
+    let t = tanhs_from_exps(e);
+    std::array::from_fn(|i| {
+        let y = states[i].y.clamp(0.0, 1.0);
+        let u_p = cathode_ocp_from_tanhs(y, [t[8 * i], t[8 * i + 1], t[8 * i + 2]]);
+        let u_n = anode_ocp_from_tanhs(e[8 * i + 3], [t[8 * i + 4], t[8 * i + 5], t[8 * i + 6]]);
+        (u_n, u_p - u_n, constants[i].r0_ohm(&states[i], tf))
+    })
 }
 
 /// SEI passivation current `I₁ = 3600·σ·k₁(T)·max(Q₁,max − Q₁, 0)/τ₁` (§12.2) [A].

@@ -33,7 +33,7 @@
 use crate::alarm::{Alarm, AlarmScope, AlarmTracker, Severity};
 use crate::cell::{FilledCell, Genealogy};
 use crate::consts::SECONDS_PER_HOUR;
-use crate::electrochem::{electrode_potentials_v, CellConstants, CellOutputs, CellState, ThermalFactors};
+use crate::electrochem::{step_cells, CellConstants, CellOutputs, CellState, ThermalFactors, STEP_LANES};
 use crate::error::{check_non_negative, check_open_min, check_positive, check_range, ParamError};
 use crate::fault::{At, FaultCode};
 use crate::legacy::{put, put_object, LegacyRecord};
@@ -619,24 +619,12 @@ impl<'a> Channel<'a> {
         }
     }
 
-    /// Advances by `dt_s` at `current_a` (fixed over the step; rates from the start state),
-    /// then evaluates `V = OCV + I·R₀ + V₁` with the updated state and that current, measures
-    /// V and I (in that order), and integrates charge and energy (measured: from the
-    /// readings at the end of the (sub-)step).
+    /// After the cell model advanced by `dt_s` at the driven current `current_a` (fixed over
+    /// the step; rates from the start state; [`step_group`]) and gave `V = OCV + I·R₀ + V₁`
+    /// of the updated state: measures V and I (in that order) and integrates charge and
+    /// energy (measured: from the readings at the end of the (sub-)step).
     #[inline(always)]
-    fn advance(&mut self, set_current_a: f64, dt_s: f64, rng: &mut StreamRng) {
-        // a channel with a gain error drives more (or less) than it reports
-        let current_a = if self.fault.gain_error_frac != 0.0 {
-            set_current_a * (1.0 + self.fault.gain_error_frac)
-        } else {
-            set_current_a
-        };
-        self.state.step(&self.c, &self.tf, current_a, self.anode_potential_v, self.ocv_v, dt_s);
-        let (cathode_v, anode_v) = electrode_potentials_v(self.state.y, self.state.x);
-        self.anode_potential_v = anode_v;
-        self.ocv_v = cathode_v - anode_v;
-        self.r0_ohm = self.c.r0_ohm(&self.state, &self.tf);
-        let v = self.state.terminal_voltage_v(self.ocv_v, current_a, self.r0_ohm);
+    fn after_step(&mut self, set_current_a: f64, current_a: f64, v: f64, dt_s: f64, rng: &mut StreamRng) {
         self.voltage = self.voltage_sensor.measure(v, self.noise, rng);
         self.current = self.current_sensor.measure(set_current_a, self.noise, rng);
         if self.fault != ChannelFault::default() {
@@ -665,6 +653,16 @@ impl<'a> Channel<'a> {
             add(&mut self.after_discharge, current_a * h, im * h);
         }
         self.peak_x = self.peak_x.max(self.state.x);
+    }
+
+    /// The current the channel really drives for a set current (a gain error scales it).
+    #[inline(always)]
+    fn driven_current_a(&self, set_current_a: f64) -> f64 {
+        if self.fault.gain_error_frac != 0.0 {
+            set_current_a * (1.0 + self.fault.gain_error_frac)
+        } else {
+            set_current_a
+        }
     }
 
     /// What the channel reports now: the readings of the last (sub-)step, run at
@@ -702,132 +700,253 @@ fn add(pair: &mut (f64, f64), true_value: f64, measured: f64) {
     pair.1 += measured;
 }
 
-/// Runs the protocol on one cell (MODELS.md §10.2) and calls `record(j, point)` at every
-/// sample offset j of `clock` while the cell is on its channel (offsets strictly before the
-/// end of its protocol). An integration step that contains a sample offset is split there
-/// (same current); protocol criteria are checked only at the ends of whole integration
-/// steps, on the measured voltage and current. A channel trips when the measured voltage
-/// exceeds `charge_voltage_limit_v + overvoltage_margin_v`, and stops a step that reaches
-/// `max_step_duration_s` without meeting its criterion.
-#[inline(always)]
-fn form_cell(
-    p: &FormationParams,
-    cell: &FilledCell,
-    tf: ThermalFactors,
+/// The protocol on one cell (MODELS.md §10.2) as a state machine, so that up to
+/// [`STEP_LANES`] cells run it side by side ([`WaveChunk::form_cells`]): every cell on its
+/// channel does one integration step per round (cut at the sample offsets inside it), so the
+/// cells still running share the step count, the sample offsets and the time grid. Sample
+/// points are recorded at every sample offset j while the cell is on its channel (offsets
+/// strictly before the end of its protocol). Protocol criteria are checked only at the ends
+/// of whole integration steps, on the measured voltage and current. A channel trips when the
+/// measured voltage exceeds `charge_voltage_limit_v + overvoltage_margin_v`, and stops a
+/// step that reaches `max_step_duration_s` without meeting its criterion.
+struct CellRun<'a> {
+    ch: Channel<'a>,
+    p: &'a FormationParams,
     clock: SampleClock,
-    (noise, fault): (bool, ChannelFault),
-    rng: &mut StreamRng,
-    mut record: impl FnMut(usize, &ChannelPoint),
-) -> CellFormation {
-    let mut ch = Channel::new(p, cell, tf, noise, fault, rng);
-    let i_ref = match p.c_rate_reference {
-        CRateReference::DesignCapacity => cell.assembled.design_capacity_ah,
-        CRateReference::Fixed { capacity_ah } => capacity_ah,
-    };
-    let dt = p.integration_step_s;
-    let eps = 1e-9 * dt;
-    let trip_v = p.charge_voltage_limit_v + p.overvoltage_margin_v;
-    let last_index = p.protocol.len() - 1;
-    let mut j = 0usize;
-    let mut next_offset = clock.offset(0);
-    if next_offset.abs() <= eps {
-        record(0, &ch.point(Some(0), 0.0));
-        j = 1;
-        next_offset = clock.offset(1);
-    }
-    let mut n: u64 = 0;
-    let mut step_durations_s = Vec::with_capacity(p.protocol.len());
-    let mut stop = None;
-    let mut last_cc_current = i_ref;
+    /// Current of 1 C [A].
+    i_ref: f64,
+    trip_v: f64,
+    /// Next sample index and its offset in the cell's clock [s].
+    j: usize,
+    next_offset: f64,
+    /// Integration steps done.
+    n: u64,
+    /// Protocol step and the integration step it started at.
+    pi: usize,
+    start_n: u64,
+    step_durations_s: Vec<f64>,
+    stop: Option<ChannelStop>,
+    last_cc_current: f64,
+    finished: bool,
+    /// Set current of the integration step under way [A].
+    set_current_a: f64,
+    /// Sample points recorded so far, `(j, point)`.
+    points: Vec<(usize, ChannelPoint)>,
+}
 
-    'protocol: for (pi, step) in p.protocol.iter().enumerate() {
-        let start_n = n;
-        let is_discharge = matches!(step, ProtocolStep::CcDischarge { .. });
-        ch.discharge_started |= is_discharge;
-        ch.in_first_discharge = is_discharge && !ch.first_discharge_done;
-        ch.step_charge = (0.0, 0.0);
-        loop {
-            let current = match *step {
-                ProtocolStep::CcCharge { c_rate, .. } | ProtocolStep::ChargeToSoc { c_rate, .. } => c_rate * i_ref,
-                ProtocolStep::CcDischarge { c_rate, .. } => -c_rate * i_ref,
-                ProtocolStep::Rest { .. } => 0.0,
-                ProtocolStep::Cv { voltage_v, .. } => {
-                    last_cc_current.min((voltage_v - ch.ocv_v - ch.state.v1_v) / ch.r0_ohm)
-                }
-            };
-            let t1 = (n + 1) as f64 * dt;
-            let mut t_sub = n as f64 * dt;
-            while next_offset < t1 - eps {
-                ch.advance(current, next_offset - t_sub, rng);
-                record(j, &ch.point(Some(pi as u32), current));
-                t_sub = next_offset;
-                j += 1;
-                next_offset = clock.offset(j);
-            }
-            ch.advance(current, t1 - t_sub, rng);
-            n += 1;
-            let step_time = (n - start_n) as f64 * dt;
-            let (vm, im) = (ch.voltage.value(), ch.current.value());
-            if vm > trip_v {
-                stop =
-                    Some(ChannelStop { code: "FORM_OVERVOLTAGE", signal: "voltage_v", value: vm, threshold: trip_v });
-                step_durations_s.push(step_time);
-                break 'protocol;
-            }
-            let done = match *step {
-                ProtocolStep::CcCharge { until_voltage_v, .. } => vm >= until_voltage_v,
-                ProtocolStep::Cv { until_c_rate, max_s, .. } => im <= until_c_rate * i_ref || step_time >= max_s - eps,
-                ProtocolStep::Rest { duration_s } => step_time >= duration_s - eps,
-                ProtocolStep::CcDischarge { until_voltage_v, .. } => vm <= until_voltage_v,
-                ProtocolStep::ChargeToSoc { soc_frac, .. } => {
-                    ch.step_charge.1 >= soc_frac * ch.q_dis.1 || vm >= p.charge_voltage_limit_v
-                }
-            };
-            if !done && step_time >= p.max_step_duration_s - eps {
-                stop = Some(ChannelStop {
-                    code: "FORM_STEP_TIMEOUT",
-                    signal: "step_time_s",
-                    value: step_time,
-                    threshold: p.max_step_duration_s,
-                });
-                step_durations_s.push(step_time);
-                break 'protocol;
-            }
-            let finished = done && pi == last_index;
-            if !finished && next_offset <= t1 + eps {
-                record(j, &ch.point(Some(pi as u32), current));
-                j += 1;
-                next_offset = clock.offset(j);
-            }
-            if done {
-                step_durations_s.push(step_time);
-                break;
-            }
+impl<'a> CellRun<'a> {
+    /// Connects the cell (recording the sample at offset 0 if there is one) and enters the
+    /// first protocol step.
+    fn new(
+        p: &'a FormationParams,
+        cell: &FilledCell,
+        tf: ThermalFactors,
+        clock: SampleClock,
+        (noise, fault): (bool, ChannelFault),
+        rng: &mut StreamRng,
+        points: Vec<(usize, ChannelPoint)>,
+    ) -> Self {
+        let ch = Channel::new(p, cell, tf, noise, fault, rng);
+        let i_ref = match p.c_rate_reference {
+            CRateReference::DesignCapacity => cell.assembled.design_capacity_ah,
+            CRateReference::Fixed { capacity_ah } => capacity_ah,
+        };
+        let mut run = Self {
+            ch,
+            p,
+            clock,
+            i_ref,
+            trip_v: p.charge_voltage_limit_v + p.overvoltage_margin_v,
+            j: 0,
+            next_offset: clock.offset(0),
+            n: 0,
+            pi: 0,
+            start_n: 0,
+            step_durations_s: Vec::with_capacity(p.protocol.len()),
+            stop: None,
+            last_cc_current: i_ref,
+            finished: false,
+            set_current_a: 0.0,
+            points,
+        };
+        if run.next_offset.abs() <= 1e-9 * p.integration_step_s {
+            run.record(Some(0), 0.0);
         }
+        run.enter_step();
+        run
+    }
+
+    /// Records the sample point j and moves to the next sample offset.
+    #[inline(always)]
+    fn record(&mut self, step: Option<u32>, current_a: f64) {
+        self.points.push((self.j, self.ch.point(step, current_a)));
+        self.j += 1;
+        self.next_offset = self.clock.offset(self.j);
+    }
+
+    /// Enters protocol step `self.pi` at the current integration step.
+    fn enter_step(&mut self) {
+        self.start_n = self.n;
+        let is_discharge = matches!(self.p.protocol[self.pi], ProtocolStep::CcDischarge { .. });
+        self.ch.discharge_started |= is_discharge;
+        self.ch.in_first_discharge = is_discharge && !self.ch.first_discharge_done;
+        self.ch.step_charge = (0.0, 0.0);
+    }
+
+    /// Sets the current of the next integration step from the protocol step (CV: from the
+    /// state at its start).
+    #[inline(always)]
+    fn begin_step(&mut self) {
+        let ch = &self.ch;
+        self.set_current_a = match self.p.protocol[self.pi] {
+            ProtocolStep::CcCharge { c_rate, .. } | ProtocolStep::ChargeToSoc { c_rate, .. } => c_rate * self.i_ref,
+            ProtocolStep::CcDischarge { c_rate, .. } => -c_rate * self.i_ref,
+            ProtocolStep::Rest { .. } => 0.0,
+            ProtocolStep::Cv { voltage_v, .. } => {
+                self.last_cc_current.min((voltage_v - ch.ocv_v - ch.state.v1_v) / ch.r0_ohm)
+            }
+        };
+    }
+
+    /// The checks at the end of an integration step: trip, the protocol step's criterion,
+    /// time-out, the sample at the step's end, the next protocol step.
+    #[inline(always)]
+    fn end_step(&mut self) {
+        let p = self.p;
+        let (dt, i_ref, pi) = (p.integration_step_s, self.i_ref, self.pi);
+        let eps = 1e-9 * dt;
+        let step = &p.protocol[pi];
+        self.n += 1;
+        let t1 = self.n as f64 * dt;
+        let step_time = (self.n - self.start_n) as f64 * dt;
+        let (vm, im) = (self.ch.voltage.value(), self.ch.current.value());
+        if vm > self.trip_v {
+            self.stop =
+                Some(ChannelStop { code: "FORM_OVERVOLTAGE", signal: "voltage_v", value: vm, threshold: self.trip_v });
+            self.step_durations_s.push(step_time);
+            self.finished = true;
+            return;
+        }
+        let done = match *step {
+            ProtocolStep::CcCharge { until_voltage_v, .. } => vm >= until_voltage_v,
+            ProtocolStep::Cv { until_c_rate, max_s, .. } => im <= until_c_rate * i_ref || step_time >= max_s - eps,
+            ProtocolStep::Rest { duration_s } => step_time >= duration_s - eps,
+            ProtocolStep::CcDischarge { until_voltage_v, .. } => vm <= until_voltage_v,
+            ProtocolStep::ChargeToSoc { soc_frac, .. } => {
+                self.ch.step_charge.1 >= soc_frac * self.ch.q_dis.1 || vm >= p.charge_voltage_limit_v
+            }
+        };
+        if !done && step_time >= p.max_step_duration_s - eps {
+            self.stop = Some(ChannelStop {
+                code: "FORM_STEP_TIMEOUT",
+                signal: "step_time_s",
+                value: step_time,
+                threshold: p.max_step_duration_s,
+            });
+            self.step_durations_s.push(step_time);
+            self.finished = true;
+            return;
+        }
+        let last_step = pi == p.protocol.len() - 1;
+        if !(done && last_step) && self.next_offset <= t1 + eps {
+            self.record(Some(pi as u32), self.set_current_a);
+        }
+        if !done {
+            return;
+        }
+        self.step_durations_s.push(step_time);
         match *step {
-            ProtocolStep::CcCharge { c_rate, .. } => last_cc_current = c_rate * i_ref,
-            ProtocolStep::CcDischarge { .. } if ch.in_first_discharge => {
-                ch.in_first_discharge = false;
-                ch.first_discharge_done = true;
+            ProtocolStep::CcCharge { c_rate, .. } => self.last_cc_current = c_rate * i_ref,
+            ProtocolStep::CcDischarge { .. } if self.ch.in_first_discharge => {
+                self.ch.in_first_discharge = false;
+                self.ch.first_discharge_done = true;
             }
             _ => {}
         }
+        if last_step {
+            self.finished = true;
+        } else {
+            self.pi += 1;
+            self.enter_step();
+        }
     }
-    CellFormation {
-        state: ch.state,
-        constants: ch.c,
-        duration_s: n as f64 * dt,
-        step_durations_s,
-        stop,
-        q_ch1: ch.q_ch1,
-        q_dis: ch.q_dis,
-        e_dis: ch.e_dis,
-        storage_charge: ch.after_discharge,
-        e_charge_wh: ch.e_charge_wh,
-        e_discharge_wh: ch.e_discharge_wh,
-        peak_x: ch.peak_x,
-        last: ch.point(None, 0.0),
-        samples_recorded: j,
+
+    /// The outcome, once the run is finished, and its buffer of sample points.
+    fn finish(self) -> (CellFormation, Vec<(usize, ChannelPoint)>) {
+        let ch = self.ch;
+        let out = CellFormation {
+            state: ch.state,
+            constants: ch.c,
+            duration_s: self.n as f64 * self.p.integration_step_s,
+            step_durations_s: self.step_durations_s,
+            stop: self.stop,
+            q_ch1: ch.q_ch1,
+            q_dis: ch.q_dis,
+            e_dis: ch.e_dis,
+            storage_charge: ch.after_discharge,
+            e_charge_wh: ch.e_charge_wh,
+            e_discharge_wh: ch.e_discharge_wh,
+            peak_x: ch.peak_x,
+            last: ch.point(None, 0.0),
+            samples_recorded: self.j,
+        };
+        (out, self.points)
+    }
+}
+
+/// Advances the cells of `runs` still on their channels by `dt_s` at their set currents
+/// ([`step_cells`], the cell model of up to four cells at once), then measures each.
+#[inline(always)]
+fn step_group(runs: &mut [CellRun<'_>], rngs: &mut [StreamRng], dt_s: f64) {
+    let Some(lead) = runs.iter().position(|r| !r.finished) else { return };
+    let lane = |i: usize| if i < runs.len() && !runs[i].finished { i } else { lead };
+    let mut states: [CellState; STEP_LANES] = std::array::from_fn(|i| runs[lane(i)].ch.state);
+    let current_a: [f64; STEP_LANES] =
+        std::array::from_fn(|i| runs[lane(i)].ch.driven_current_a(runs[lane(i)].set_current_a));
+    let after = {
+        let constants: [&CellConstants; STEP_LANES] = std::array::from_fn(|i| &runs[lane(i)].ch.c);
+        let u_n: [f64; STEP_LANES] = std::array::from_fn(|i| runs[lane(i)].ch.anode_potential_v);
+        let ocv: [f64; STEP_LANES] = std::array::from_fn(|i| runs[lane(i)].ch.ocv_v);
+        step_cells(&mut states, constants, &runs[lead].ch.tf, current_a, u_n, ocv, dt_s)
+    };
+    for (i, (run, rng)) in runs.iter_mut().zip(rngs.iter_mut()).enumerate() {
+        if run.finished {
+            continue;
+        }
+        let ch = &mut run.ch;
+        ch.state = states[i];
+        (ch.anode_potential_v, ch.ocv_v, ch.r0_ohm) = after[i];
+        let v = ch.state.terminal_voltage_v(ch.ocv_v, current_a[i], ch.r0_ohm);
+        ch.after_step(run.set_current_a, current_a[i], v, dt_s, rng);
+    }
+}
+
+/// Runs the protocol on up to [`STEP_LANES`] cells side by side until every one is done.
+#[inline(always)]
+fn form_group(runs: &mut [CellRun<'_>], rngs: &mut [StreamRng]) {
+    while let Some(lead) = runs.iter().position(|r| !r.finished) {
+        for run in runs.iter_mut().filter(|r| !r.finished) {
+            run.begin_step();
+        }
+        let dt = runs[lead].p.integration_step_s;
+        let eps = 1e-9 * dt;
+        let n = runs[lead].n;
+        let t1 = (n + 1) as f64 * dt;
+        let mut t_sub = n as f64 * dt;
+        // the cells still running share n, j and the sample offsets
+        debug_assert!(runs.iter().filter(|r| !r.finished).all(|r| r.n == n && r.j == runs[lead].j));
+        while runs[lead].next_offset < t1 - eps {
+            let offset = runs[lead].next_offset;
+            step_group(runs, rngs, offset - t_sub);
+            for run in runs.iter_mut().filter(|r| !r.finished) {
+                run.record(Some(run.pi as u32), run.set_current_a);
+            }
+            t_sub = offset;
+        }
+        step_group(runs, rngs, t1 - t_sub);
+        for run in runs.iter_mut().filter(|r| !r.finished) {
+            run.end_step();
+        }
     }
 }
 
@@ -1281,46 +1400,70 @@ impl WaveChunk<'_> {
             duration_s: 0.0,
             cells: Vec::with_capacity(cells.len()),
         };
-        for (slot, idx, filled) in cells {
-            let trace_slot = if self.traced.contains(&idx) {
-                done.traces.push(TraceSeries {
-                    cell_index: idx,
-                    cell_id: filled.assembled.genealogy.cell_id.clone(),
-                    points: Vec::new(),
-                    last: None,
-                });
-                Some(done.traces.len() - 1)
-            } else {
-                None
-            };
-            let mut rng = stream(self.stream_seed, &[Purpose::Sensor as u64, idx as u64]);
-            let (fault, labels) = channel_fault(self.faults, slot, idx);
-            let (live, traces) = (&mut done.live, &mut done.traces);
-            let out = form_cell(self.p, &filled, self.tf, self.clock, (self.noise, fault), &mut rng, |j, pt| {
-                live.add(j, pt);
-                if let Some(ts) = trace_slot {
-                    traces[ts].points.push(*pt);
+        // Up to STEP_LANES cells run side by side; their sample points are buffered and added
+        // to the lot series cell by cell afterwards, so every sum is the same as with one
+        // cell after the other.
+        let mut buffers: Vec<Vec<(usize, ChannelPoint)>> = Vec::new();
+        let mut cells = cells.into_iter().peekable();
+        while cells.peek().is_some() {
+            let group: Vec<(u32, usize, FilledCell)> = cells.by_ref().take(STEP_LANES).collect();
+            let mut rngs: Vec<StreamRng> = group
+                .iter()
+                .map(|&(_, idx, _)| stream(self.stream_seed, &[Purpose::Sensor as u64, idx as u64]))
+                .collect();
+            let faults: Vec<(ChannelFault, Vec<u32>)> =
+                group.iter().map(|&(slot, idx, _)| channel_fault(self.faults, slot, idx)).collect();
+            let mut runs: Vec<CellRun<'_>> = group
+                .iter()
+                .zip(&mut rngs)
+                .zip(&faults)
+                .map(|(((_, _, filled), rng), (fault, _))| {
+                    let mut points = buffers.pop().unwrap_or_default();
+                    points.clear();
+                    CellRun::new(self.p, filled, self.tf, self.clock, (self.noise, *fault), rng, points)
+                })
+                .collect();
+            form_group(&mut runs, &mut rngs);
+            for (((slot, idx, filled), run), (_, labels)) in group.into_iter().zip(runs).zip(faults) {
+                let (out, points) = run.finish();
+                let trace_slot = if self.traced.contains(&idx) {
+                    done.traces.push(TraceSeries {
+                        cell_index: idx,
+                        cell_id: filled.assembled.genealogy.cell_id.clone(),
+                        points: Vec::new(),
+                        last: None,
+                    });
+                    Some(done.traces.len() - 1)
+                } else {
+                    None
+                };
+                for (j, pt) in &points {
+                    done.live.add(*j, pt);
+                    if let Some(ts) = trace_slot {
+                        done.traces[ts].points.push(*pt);
+                    }
                 }
-            });
-            done.tails.add(out.samples_recorded, &out.last);
-            if let Some(ts) = trace_slot {
-                done.traces[ts].last = Some(out.last);
+                buffers.push(points);
+                done.tails.add(out.samples_recorded, &out.last);
+                if let Some(ts) = trace_slot {
+                    done.traces[ts].last = Some(out.last);
+                }
+                done.duration_s = done.duration_s.max(out.duration_s);
+                let end = self.clock.wave_start_s + out.duration_s;
+                let (mut cell, alarms) = finish_cell(self.p, filled, out, slot, self.wave, end);
+                for &label_id in &labels {
+                    let g = &mut cell.filled.assembled.genealogy;
+                    self.faults.touch(
+                        label_id,
+                        At { stage_time_s: end, lane: Some(g.lane), cell_id: Some(&g.cell_id), ..At::default() },
+                    );
+                    g.fault_labels.push(label_id);
+                    g.fault_labels.sort_unstable();
+                    g.fault_labels.dedup();
+                }
+                done.pending.extend(alarms);
+                done.cells.push((idx, cell));
             }
-            done.duration_s = done.duration_s.max(out.duration_s);
-            let end = self.clock.wave_start_s + out.duration_s;
-            let (mut cell, alarms) = finish_cell(self.p, filled, out, slot, self.wave, end);
-            for &label_id in &labels {
-                let g = &mut cell.filled.assembled.genealogy;
-                self.faults.touch(
-                    label_id,
-                    At { stage_time_s: end, lane: Some(g.lane), cell_id: Some(&g.cell_id), ..At::default() },
-                );
-                g.fault_labels.push(label_id);
-                g.fault_labels.sort_unstable();
-                g.fault_labels.dedup();
-            }
-            done.pending.extend(alarms);
-            done.cells.push((idx, cell));
         }
         done
     }
